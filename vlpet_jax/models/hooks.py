@@ -1,0 +1,55 @@
+"""Hook sites where parameter-efficient modules attach to a frozen backbone.
+
+The backbones never know which PET method is in use. At a fixed set of sites they ask a
+`PetHooks` object for a module (in `setup`, so the module's parameters live under the site's
+scope with a `pet_` name) and call it with a fixed convention:
+
+* `sublayer(site)`: called as `module(residual_in, sublayer_out, train=...) -> new_sublayer_out`
+  on every attention / FFN sub-layer output before the residual add (adapters, VL-PET gates).
+* `projection(site, name)`: called as `module(inputs, train=...) -> delta`, added to the output of
+  attention projection `name` in {"q", "k", "v", "o"} (LoRA; VL-PET's decoder value adapter).
+* `encoder_prefix()`: called as `module(embeds, mask, train=...) -> (embeds, mask)` on the encoder
+  input embeddings before the first layer (prompt tuning).
+
+A method returns `None` where it adds nothing, so the plain backbone is `PetHooks()`. Hooks are
+frozen dataclasses: hashable, so a granularity choice is part of the compiled program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import flax.linen as nn
+
+Stack = Literal["encoder", "decoder"]
+SublayerKind = Literal["self_attn", "cross_attn", "ff"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    """One sub-layer of the backbone: which stack, which layer, which sub-layer."""
+
+    stack: Stack
+    layer: int
+    kind: SublayerKind
+
+    @property
+    def name(self) -> str:
+        return f"{self.stack}/{self.layer}/{self.kind}"
+
+
+@dataclasses.dataclass(frozen=True)
+class PetHooks:
+    """The plain backbone: no module anywhere. PET methods subclass and override."""
+
+    def sublayer(self, site: Site) -> nn.Module | None:
+        del site
+        return None
+
+    def projection(self, site: Site, name: str) -> nn.Module | None:
+        del site, name
+        return None
+
+    def encoder_prefix(self) -> nn.Module | None:
+        return None

@@ -25,7 +25,7 @@ from vlpet_jax.train.decode import _ban_repeated_ngrams, beam_search, greedy_sea
 VOCAB = 16  # >= 2 * the largest beam count, so the first step never draws on the -1e9 copies
 MAX_LEN = 12
 BATCH = 3
-SEEDS = range(6)
+SEEDS = range(8)
 
 
 class Cfg(NamedTuple):
@@ -39,7 +39,9 @@ class Cfg(NamedTuple):
     pad: int = 0
     forced_bos: int | None = None
     forced_eos: int | None = None
-    reorder: str = "default"  # "hist_only": reorder only the history, as a model does its self-attn K/V
+    reorder: str = (
+        "default"  # "hist_only": reorder only the history, as a model does its self-attn K/V
+    )
 
 
 CONFIGS = [
@@ -47,6 +49,7 @@ CONFIGS = [
     Cfg(ngram=3, min_length=6),
     Cfg(start=2, eos=2, pad=1, ngram=3, forced_bos=0, forced_eos=2),
     Cfg(beams=3, early_stopping=False, length_penalty=1.0),
+    Cfg(beams=3, early_stopping=False, length_penalty=2.0),
     Cfg(beams=3, early_stopping=True, length_penalty=0.6, ngram=3, reorder="hist_only"),
     Cfg(beams=3, early_stopping="never", length_penalty=2.0, min_length=5),
     Cfg(beams=5, early_stopping=True, length_penalty=1.0, ngram=3),
@@ -61,7 +64,7 @@ def _tables(seed: int, cfg: Cfg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Peaked tables (so n-gram bans bite) with a per-item EOS bias (so lengths vary)."""
     rng = np.random.default_rng(seed)
     t1 = (rng.standard_normal((BATCH, VOCAB, VOCAB)) * 2.0).astype(np.float32)
-    t1[:, :, cfg.eos] += rng.uniform(-2.0, 1.5, size=(BATCH, 1)).astype(np.float32)
+    t1[:, :, cfg.eos] += rng.uniform(0.5, 4.0, size=(BATCH, 1)).astype(np.float32)
     t2 = rng.standard_normal((MAX_LEN, VOCAB)).astype(np.float32)
     t3 = rng.standard_normal((BATCH, VOCAB, VOCAB)).astype(np.float32)
     return t1, t2, t3

@@ -49,7 +49,7 @@ def resolve_head(cfg: BackboneConfig, weights: WeightFiles) -> BackboneConfig:
     transformers 5 writes `tie_word_embeddings: true` for every T5; a checkpoint that carries an
     `lm_head.weight` different from `shared.weight` (flan-T5, T5 v1.1) is loaded untied.
     """
-    if cfg.family != "t5" or "lm_head.weight" not in weights.keys():
+    if cfg.family != "t5" or "lm_head.weight" not in weights:
         return cfg
     same = np.array_equal(weights.get("lm_head.weight"), weights.get("shared.weight"))
     return cfg.replace(tie_word_embeddings=same)
@@ -89,9 +89,7 @@ def load_backbone(
         raise ValueError("load_backbone: growing the vocabulary needs an `rng` for the new rows")
 
     names = hf_name_map(cfg)
-    to_file_key = (
-        _bart_key_normaliser(weights.keys()) if cfg.family == "bart" else (lambda k: k)
-    )
+    to_file_key = _bart_key_normaliser(weights.keys()) if cfg.family == "bart" else (lambda k: k)
     file_keys = weights.keys()
     missing = sorted(
         f"{to_file_key(hf)} (for {ours})"
@@ -109,9 +107,7 @@ def load_backbone(
 
     abstract = flatten_dict(abstract_backbone_params(target_cfg), sep="/")
     place = place or (lambda _path, array: jnp.asarray(array))
-    new_row_keys = (
-        dict(zip(VOCAB_AXIS, jax.random.split(rng, len(VOCAB_AXIS)))) if grows else {}
-    )
+    new_row_keys = dict(zip(VOCAB_AXIS, jax.random.split(rng, len(VOCAB_AXIS)))) if grows else {}
     flat: dict[str, jax.Array] = {}
     for path, (hf_key, transpose) in names.items():
         file_key = to_file_key(hf_key)

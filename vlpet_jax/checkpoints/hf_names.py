@@ -50,7 +50,10 @@ def _t5_names(cfg: BackboneConfig) -> NameMap:
             ff_idx = "2" if stack == "decoder" else "1"
             names[f"{ours}/ff_norm/scale"] = (f"{theirs}.{ff_idx}.layer_norm.weight", False)
             for w in ffn:
-                names[f"{ours}/ff/{w}/kernel"] = (f"{theirs}.{ff_idx}.DenseReluDense.{w}.weight", True)
+                names[f"{ours}/ff/{w}/kernel"] = (
+                    f"{theirs}.{ff_idx}.DenseReluDense.{w}.weight",
+                    True,
+                )
     if not cfg.tie_word_embeddings:
         names["lm_head/kernel"] = ("lm_head.weight", True)
     return names

@@ -84,6 +84,9 @@ class WeightFiles:
     def keys(self) -> set[str]:
         return set(self._file_of)
 
+    def __contains__(self, key: str) -> bool:
+        return key in self._file_of
+
     def file_of(self, key: str) -> str:
         return self._file_of[key]
 

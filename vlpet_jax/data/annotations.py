@@ -26,9 +26,7 @@ def load_json(path: str | Path) -> Any:
         try:
             return json.load(f)
         except json.JSONDecodeError as e:
-            raise DataFormatError(
-                f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})"
-            ) from None
+            raise DataFormatError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -32,7 +32,12 @@ from vlpet_jax.eval.value_writers import (
     write_value_caption_predictions,
     write_value_qa_predictions,
 )
-from vlpet_jax.eval.vqa import VQAAccuracy, index_vqa_annotations, vqa_accuracy, vqa_question_accuracy
+from vlpet_jax.eval.vqa import (
+    VQAAccuracy,
+    index_vqa_annotations,
+    vqa_accuracy,
+    vqa_question_accuracy,
+)
 from vlpet_jax.eval.vqa_normalize import (
     normalize_vqa_prediction,
     process_digit_article,

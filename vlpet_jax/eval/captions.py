@@ -120,9 +120,7 @@ class CaptionEvaluator:
         gts = self._tokenizer.tokenize(
             {key: [{"caption": ref} for ref in refs] for key, refs in references.items()}
         )
-        res = self._tokenizer.tokenize(
-            {key: [{"caption": predictions[key]}] for key in references}
-        )
+        res = self._tokenizer.tokenize({key: [{"caption": predictions[key]}] for key in references})
         scores: dict[str, float] = {}
         bleu, _ = self._bleu.compute_score(gts, res, verbose=0)
         scores.update(zip(BLEU_METRICS, (float(value) for value in bleu)))

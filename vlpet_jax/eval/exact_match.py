@@ -89,21 +89,32 @@ def parse_choice(text: str, num_choices: int) -> int | None:
     return index if index < num_choices else None
 
 
+def _target_string(task: str, key: Hashable, answer: Any) -> str:
+    """`a<idx>` from an `answer_idx` int, or an `a<idx>` target string checked as such."""
+    if isinstance(answer, int) and not isinstance(answer, bool) and answer >= 0:
+        return choice_target(answer)
+    if isinstance(answer, str) and _CHOICE.fullmatch(answer):
+        return answer
+    raise ValueError(
+        f"{task} example {key!r}: the answer must be a non-negative int answer_idx or an "
+        f"'a<idx>' string, found {answer!r}"
+    )
+
+
 def video_qa_accuracy(
-    predictions: Mapping[Hashable, str], answer_indices: Mapping[Hashable, int]
+    predictions: Mapping[Hashable, str], answers: Mapping[Hashable, int | str]
 ) -> AccuracyResult:
-    """TVQA / How2QA accuracy (SPEC §7): the generated string must equal `a<answer_idx>`."""
+    """TVQA / How2QA accuracy (SPEC §7): the generated string must equal `a<answer_idx>`.
+
+    `answers` holds each question's `answer_idx` (int) or its target string `a<idx>`.
+    """
     task = "video QA"
-    num_missing = check_prediction_ids(task, predictions, answer_indices)
+    num_missing = check_prediction_ids(task, predictions, answers)
+    for key, answer in answers.items():
+        _target_string(task, key, answer)
     correct = 0
     for key, prediction in predictions.items():
         prediction = _check_string(task, key, "prediction", prediction)
-        answer_idx = answer_indices[key]
-        if isinstance(answer_idx, bool) or not isinstance(answer_idx, int) or answer_idx < 0:
-            raise ValueError(
-                f"{task} example {key!r}: answer_idx must be a non-negative int, "
-                f"found {answer_idx!r}"
-            )
-        correct += int(prediction == choice_target(answer_idx))
-    total = len(answer_indices)
+        correct += int(prediction == _target_string(task, key, answers[key]))
+    total = len(answers)
     return AccuracyResult(100.0 * correct / total, float(correct), total, num_missing)

@@ -136,7 +136,8 @@ def write_value_caption_predictions(
     """Writes a VALUE caption `.jsonl` (TVC / YC2C), one line per clip, in `captions` order.
 
     `captions` maps clip_id -> generated description; `clips` maps clip_id -> the clip's
-    annotation fields: `vid_name` (required) and `ts` (written when present: TVC has it, YC2C not).
+    annotation fields: `vid_name` (required) and `ts` (written unless absent or None: TVC clips
+    have it, YC2C clips do not).
     """
     if not captions:
         raise ValueError(f"VALUE caption predictions for {path}: nothing to write")
@@ -160,9 +161,8 @@ def write_value_caption_predictions(
                 f"VALUE caption clip {key!r}: description must be a string, found {caption!r}"
             )
         record: dict[str, Any] = {"vid_name": info["vid_name"], "clip_id": clip_id}
-        if "ts" in info:
+        if info.get("ts") is not None:
             record["ts"] = _check_ts(key, info["ts"])
         record["descs"] = [{"desc": caption}]
         lines.append(json.dumps(record))
     return atomic_write_text(path, "".join(line + "\n" for line in lines))
-

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from vlpet_jax.models.config import BackboneConfig
+from vlpet_jax.models.encdec import EncoderDecoderMixin
 from vlpet_jax.models.hooks import PetHooks, Site
 from vlpet_jax.models.layers import (
     ABSPOS,
@@ -130,7 +131,7 @@ class BartBlock(nn.Module):
         return self._feed_forward(x, False), self_cache
 
 
-class BartModel(nn.Module):
+class BartModel(EncoderDecoderMixin, nn.Module):
     """The whole encoder-decoder; same entry points as `T5Model`."""
 
     cfg: BackboneConfig
@@ -228,52 +229,15 @@ class BartModel(nn.Module):
         if decoder_attention_mask is not None:
             keep = keep & decoder_attention_mask.astype(bool)[:, None, None, :]
         self_bias = mask_to_bias(keep)
-        cross_bias = mask_to_bias(enc_mask)[:, None, None, :]
-        for layer in self.decoder_layers:
-            enc_kv = layer.cross_attn.project_kv(enc_hidden, train)
-            x = layer(x, self_bias, enc_kv, cross_bias, train=train)
+        x = self._run_decoder_layers(x, self_bias, enc_hidden, enc_mask, train)
         return self._logits(x)
 
-    def __call__(
-        self,
-        input_ids: Array,
-        attention_mask: Array,
-        decoder_input_ids: Array,
-        decoder_attention_mask: Array | None = None,
-        extra_embeds: Array | None = None,
-        extra_mask: Array | None = None,
-        train: bool = False,
-    ) -> Array:
-        enc_hidden, enc_mask = self.encode(
-            input_ids, attention_mask, extra_embeds, extra_mask, train=train
-        )
-        return self.decode(decoder_input_ids, enc_hidden, enc_mask, decoder_attention_mask, train)
-
     # ---------------------------------------------------------------- incremental decoding
-
-    def init_cache(self, enc_hidden: Array, enc_mask: Array, max_length: int) -> dict:
-        """Decode state: empty self-attention K/V of `max_length`, cross K/V computed once."""
-        n = enc_hidden.shape[0]
-        zeros = jnp.zeros((n, max_length, self.cfg.num_heads, self.cfg.d_kv), self.dtype)
-        cross = [
-            dict(zip("kv", layer.cross_attn.project_kv(enc_hidden)))
-            for layer in self.decoder_layers
-        ]
-        return {
-            "self": [{"k": zeros, "v": zeros} for _ in self.decoder_layers],
-            "cross": cross,
-            "cross_bias": mask_to_bias(enc_mask)[:, None, None, :],
-        }
 
     def decode_step(self, tokens: Array, cache: dict, index: Array) -> tuple[Array, dict]:
         """Logits (N, vocab) for the token after `tokens` (N,) at position `index`."""
         x = self._embed_decoder(tokens[:, None], jnp.reshape(index, (1, 1)), False)
         max_length = cache["self"][0]["k"].shape[1]
         self_bias = mask_to_bias(jnp.arange(max_length) <= index)
-        new_self = []
-        for layer, self_cache, cross in zip(self.decoder_layers, cache["self"], cache["cross"]):
-            x, self_cache = layer.decode_step(
-                x, self_cache, index, self_bias, (cross["k"], cross["v"]), cache["cross_bias"]
-            )
-            new_self.append(self_cache)
-        return self._logits(x)[:, 0], {**cache, "self": new_self}
+        x, cache = self._step_decoder_layers(x, cache, index, self_bias)
+        return self._logits(x)[:, 0], cache

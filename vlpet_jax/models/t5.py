@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from vlpet_jax.models.config import BackboneConfig
+from vlpet_jax.models.encdec import EncoderDecoderMixin
 from vlpet_jax.models.hooks import PetHooks, Site
 from vlpet_jax.models.layers import (
     EMBED,
@@ -146,7 +147,7 @@ class T5Block(nn.Module):
         return self._feed_forward(x, False), self_cache
 
 
-class T5Model(nn.Module):
+class T5Model(EncoderDecoderMixin, nn.Module):
     """The whole encoder-decoder. Entry points: `__call__`, `encode`, `decode`, `init_cache`,
     `decode_step` (use `model.apply(..., method=...)`)."""
 
@@ -251,44 +252,11 @@ class T5Model(nn.Module):
         if decoder_attention_mask is not None:
             keep = keep & decoder_attention_mask.astype(bool)[:, None, None, :]
         self_bias = self.decoder_relative_bias(positions, positions) + mask_to_bias(keep)
-        cross_bias = mask_to_bias(enc_mask)[:, None, None, :]
-        for layer in self.decoder_layers:
-            enc_kv = layer.cross_attn.project_kv(enc_hidden, train)
-            x = layer(x, self_bias, enc_kv, cross_bias, train=train)
+        x = self._run_decoder_layers(x, self_bias, enc_hidden, enc_mask, train)
         x = self.dropout(self.decoder_final_norm(x), deterministic=not train)
         return self._logits(x)
 
-    def __call__(
-        self,
-        input_ids: Array,
-        attention_mask: Array,
-        decoder_input_ids: Array,
-        decoder_attention_mask: Array | None = None,
-        extra_embeds: Array | None = None,
-        extra_mask: Array | None = None,
-        train: bool = False,
-    ) -> Array:
-        enc_hidden, enc_mask = self.encode(
-            input_ids, attention_mask, extra_embeds, extra_mask, train=train
-        )
-        return self.decode(decoder_input_ids, enc_hidden, enc_mask, decoder_attention_mask, train)
-
     # ---------------------------------------------------------------- incremental decoding
-
-    def init_cache(self, enc_hidden: Array, enc_mask: Array, max_length: int) -> dict:
-        """Decode state: empty self-attention K/V of `max_length`, cross K/V computed once."""
-        n = enc_hidden.shape[0]
-        shape = (n, max_length, self.cfg.num_heads, self.cfg.d_kv)
-        zeros = jnp.zeros(shape, self.dtype)
-        cross = [
-            dict(zip("kv", layer.cross_attn.project_kv(enc_hidden)))
-            for layer in self.decoder_layers
-        ]
-        return {
-            "self": [{"k": zeros, "v": zeros} for _ in self.decoder_layers],
-            "cross": cross,
-            "cross_bias": mask_to_bias(enc_mask)[:, None, None, :],
-        }
 
     def decode_step(self, tokens: Array, cache: dict, index: Array) -> tuple[Array, dict]:
         """Logits (N, vocab) for the token after `tokens` (N,) at position `index`."""
@@ -297,11 +265,6 @@ class T5Model(nn.Module):
         keys = jnp.arange(max_length)
         query = jnp.reshape(index, (1,))
         self_bias = self.decoder_relative_bias(query, keys) + mask_to_bias(keys <= index)
-        new_self = []
-        for layer, self_cache, cross in zip(self.decoder_layers, cache["self"], cache["cross"]):
-            x, self_cache = layer.decode_step(
-                x, self_cache, index, self_bias, (cross["k"], cross["v"]), cache["cross_bias"]
-            )
-            new_self.append(self_cache)
+        x, cache = self._step_decoder_layers(x, cache, index, self_bias)
         logits = self._logits(self.decoder_final_norm(x))[:, 0]
-        return logits, {**cache, "self": new_self}
+        return logits, cache

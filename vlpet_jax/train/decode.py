@@ -63,7 +63,9 @@ def _take_rows(cache: PyTree, row_indices: jax.Array) -> PyTree:
     return jax.tree.map(lambda leaf: jnp.take(leaf, row_indices, axis=0), cache)
 
 
-def _ban_repeated_ngrams(scores: jax.Array, seqs: jax.Array, cur_len: jax.Array, n: int) -> jax.Array:
+def _ban_repeated_ngrams(
+    scores: jax.Array, seqs: jax.Array, cur_len: jax.Array, n: int
+) -> jax.Array:
     """HF `NoRepeatNGramLogitsProcessor` on static buffers.
 
     `seqs` (N, L) holds `cur_len` valid tokens (decoder start included, as in HF's `input_ids`). A
@@ -225,7 +227,9 @@ def beam_search(
     if num_beams < 1:
         raise ValueError(f"beam_search: num_beams={num_beams}, expected >= 1")
     if early_stopping not in (True, False, "never"):
-        raise ValueError(f"beam_search: early_stopping={early_stopping!r}, expected True, False or 'never'")
+        raise ValueError(
+            f"beam_search: early_stopping={early_stopping!r}, expected True, False or 'never'"
+        )
     if num_beams == 1:
         return greedy_search(
             step_fn,
@@ -332,16 +336,12 @@ def beam_search(
         if early_stopping == "never" and length_penalty > 0.0:
             best_len = max_length - 1
         else:
-            best_len = cur_len - 1
+            best_len = cur_len
         best_running = running_scores[:, :1] / penalty[best_len]
         worst_finished = jnp.where(finished, jnp.min(scores, axis=1, keepdims=True), _NEG)
         can_improve = s["can_improve"] & jnp.any(best_running > worst_finished, -1, keepdims=True)
 
-        keep_going = (
-            jnp.any(can_improve)
-            & ~(jnp.all(finished) & stop_when_full)
-            & ~jnp.all(ended)
-        )
+        keep_going = jnp.any(can_improve) & ~(jnp.all(finished) & stop_when_full) & ~jnp.all(ended)
         return dict(
             cur_len=cur_len,
             keep_going=keep_going,

@@ -41,8 +41,9 @@ def read_coco_caption(
     """Read the Karpathy split(s) of COCO; one example per caption when ``train``."""
     path = root / ANNOTATION_FILE
     wanted = {k for s in split_names(split) for k in KARPATHY_SPLITS.get(s, (s,))}
-    images = expect_list(require(load_json(path), "images", path, "top level"), path,
-                         "a list under 'images'")
+    images = expect_list(
+        require(load_json(path), "images", path, "top level"), path, "a list under 'images'"
+    )
     examples: list[Example] = []
     for i, image in enumerate(images):
         where = f"image #{i}"
@@ -50,8 +51,9 @@ def read_coco_caption(
             continue
         filename = str(require(image, "filename", path, where))
         img_id = filename.rsplit(".", 1)[0]
-        sentences = expect_list(require(image, "sentences", path, where), path,
-                                f"a list of sentences in {where}")
+        sentences = expect_list(
+            require(image, "sentences", path, where), path, f"a list of sentences in {where}"
+        )
         captions = [
             str(require(s, "raw", path, f"{where}, sentence #{k}")).strip()
             for k, s in enumerate(sentences)

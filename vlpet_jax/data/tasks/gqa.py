@@ -52,7 +52,9 @@ def read_gqa(root: Path, split: str, *, train: bool, prompt: str = DEFAULT_PROMP
             sent = str(require(datum, "sent", path, where))
             qid = require(datum, "question_id", path, where)
             has_label = train or "label" in datum
-            label = check_label(require(datum, "label", path, where), path, where) if has_label else {}
+            label = (
+                check_label(require(datum, "label", path, where), path, where) if has_label else {}
+            )
             examples.append(
                 Example(
                     task=TASK,

@@ -81,7 +81,12 @@ def read_multiple_choice(
             window = parse_ts(ts, path, where) if subtitle_window else None
             subs = subtitle_text(subtitles, vid_name, subtitle_path, window)
             sent = " ".join(
-                [f"[Subs] {subs}", f"[Q] {question.strip()}", format_ts(ts), format_choices(choices)]
+                [
+                    f"[Subs] {subs}",
+                    f"[Q] {question.strip()}",
+                    format_ts(ts),
+                    format_choices(choices),
+                ]
             )
             examples.append(
                 Example(
@@ -103,20 +108,34 @@ def read_multiple_choice(
     return examples
 
 
-def read_tvqa(root: Path, split: str, *, train: bool, prompt: str = "tvqa: ",
-               subtitle_window: bool = False) -> list[Example]:
+def read_tvqa(
+    root: Path, split: str, *, train: bool, prompt: str = "tvqa: ", subtitle_window: bool = False
+) -> list[Example]:
     return read_multiple_choice(
-        root, split, train=train, task="tvqa", num_choices=5,
-        subtitles_file="tv_subtitles.jsonl", split_files={}, prompt=prompt,
+        root,
+        split,
+        train=train,
+        task="tvqa",
+        num_choices=5,
+        subtitles_file="tv_subtitles.jsonl",
+        split_files={},
+        prompt=prompt,
         subtitle_window=subtitle_window,
     )
 
 
-def read_how2qa(root: Path, split: str, *, train: bool, prompt: str = "how2qa: ",
-                 subtitle_window: bool = False) -> list[Example]:
+def read_how2qa(
+    root: Path, split: str, *, train: bool, prompt: str = "how2qa: ", subtitle_window: bool = False
+) -> list[Example]:
     return read_multiple_choice(
-        root, split, train=train, task="how2qa", num_choices=4,
-        subtitles_file="how2_subtitles.jsonl", split_files=RELEASE_SPLITS, prompt=prompt,
+        root,
+        split,
+        train=train,
+        task="how2qa",
+        num_choices=4,
+        subtitles_file="how2_subtitles.jsonl",
+        split_files=RELEASE_SPLITS,
+        prompt=prompt,
         subtitle_window=subtitle_window,
     )
 

@@ -68,12 +68,17 @@ def read_video_caption(
             ts = require(datum, "ts", path, where) if with_ts else None
             descs: list[tuple[str, str]] = []
             if train or "descs" in datum:
-                raw_descs = expect_list(require(datum, "descs", path, where), path,
-                                        f"a list under 'descs' ({where})")
+                raw_descs = expect_list(
+                    require(datum, "descs", path, where), path, f"a list under 'descs' ({where})"
+                )
                 for k, d in enumerate(raw_descs):
                     desc_where = f"{where}, desc #{k}"
-                    descs.append((str(require(d, "desc", path, desc_where)),
-                                  str(require(d, "desc_id", path, desc_where))))
+                    descs.append(
+                        (
+                            str(require(d, "desc", path, desc_where)),
+                            str(require(d, "desc_id", path, desc_where)),
+                        )
+                    )
             window = parse_ts(ts, path, where) if (subtitle_window and with_ts) else None
             parts = [f"[Subs] {subtitle_text(subtitles, vid_name, subtitle_path, window)}"]
             if with_ts:
@@ -90,30 +95,64 @@ def read_video_caption(
             common = dict(task=task, input_text=input_text, feature_keys=(vid_name,))
             if train or per_desc_eval:
                 for text, desc_id in descs:
-                    examples.append(Example(uid=desc_id, targets=(text,), target_scores=(1.0,),
-                                            references=references, **common))
+                    examples.append(
+                        Example(
+                            uid=desc_id,
+                            targets=(text,),
+                            target_scores=(1.0,),
+                            references=references,
+                            **common,
+                        )
+                    )
             else:
                 uid = str(clip_id) if clip_id is not None else f"{vid_name}@{ts}"
-                examples.append(Example(uid=uid, targets=tuple(t for t, _ in descs),
-                                        target_scores=(1.0,) * len(descs),
-                                        references=references, **common))
+                examples.append(
+                    Example(
+                        uid=uid,
+                        targets=tuple(t for t, _ in descs),
+                        target_scores=(1.0,) * len(descs),
+                        references=references,
+                        **common,
+                    )
+                )
     require_nonempty(examples, task, split, paths)
     return examples
 
 
-def read_tvc(root: Path, split: str, *, train: bool, prompt: str = "tvc: ",
-             subtitle_window: bool = False, per_desc_eval: bool = False) -> list[Example]:
+def read_tvc(
+    root: Path,
+    split: str,
+    *,
+    train: bool,
+    prompt: str = "tvc: ",
+    subtitle_window: bool = False,
+    per_desc_eval: bool = False,
+) -> list[Example]:
     return read_video_caption(
-        root, split, train=train, task="tvc", subtitles_file="tv_subtitles.jsonl", with_ts=True,
-        prompt=prompt, subtitle_window=subtitle_window, per_desc_eval=per_desc_eval,
+        root,
+        split,
+        train=train,
+        task="tvc",
+        subtitles_file="tv_subtitles.jsonl",
+        with_ts=True,
+        prompt=prompt,
+        subtitle_window=subtitle_window,
+        per_desc_eval=per_desc_eval,
     )
 
 
-def read_yc2c(root: Path, split: str, *, train: bool, prompt: str = "yc2c: ",
-              per_desc_eval: bool = False) -> list[Example]:
+def read_yc2c(
+    root: Path, split: str, *, train: bool, prompt: str = "yc2c: ", per_desc_eval: bool = False
+) -> list[Example]:
     return read_video_caption(
-        root, split, train=train, task="yc2c", subtitles_file="yc2_subtitles.jsonl",
-        with_ts=False, prompt=prompt, per_desc_eval=per_desc_eval,
+        root,
+        split,
+        train=train,
+        task="yc2c",
+        subtitles_file="yc2_subtitles.jsonl",
+        with_ts=False,
+        prompt=prompt,
+        per_desc_eval=per_desc_eval,
     )
 
 

@@ -31,8 +31,9 @@ def load_subtitles(path: Path) -> Subtitles:
     for line_no, record in iter_jsonl(path):
         where = f"line {line_no}"
         vid_name = str(require(record, "vid_name", path, where))
-        subtitles[vid_name] = expect_list(require(record, "sub", path, where), path,
-                                          f"a list under 'sub' ({where})")
+        subtitles[vid_name] = expect_list(
+            require(record, "sub", path, where), path, f"a list under 'sub' ({where})"
+        )
     return subtitles
 
 

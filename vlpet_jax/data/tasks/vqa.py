@@ -89,7 +89,9 @@ def read_vqa(
             sent = str(require(datum, "sent", path, where))
             qid = require(datum, "question_id", path, where)
             has_label = train or "label" in datum
-            label = check_label(require(datum, "label", path, where), path, where) if has_label else {}
+            label = (
+                check_label(require(datum, "label", path, where), path, where) if has_label else {}
+            )
             references: dict[str, Any] = {
                 "question_id": qid,
                 "label": label,

@@ -1,0 +1,49 @@
+"""Trainability rule fragments shared by the PET methods (paths of `vlpet_jax.models.vl`).
+
+The VL model's tree is `{"backbone": ..., "visual_embedding": ...}`; PET modules live under
+`pet_*` names anywhere in the backbone (STYLE.md: one regex each).
+"""
+
+from __future__ import annotations
+
+from vlpet_jax.models.config import BackboneConfig
+
+PET = (r"(.*/)?pet_[^/]+(/.*)?", True)
+VISUAL = (r"visual_embedding/.*", True)
+FREEZE_REST = (r".*", False)
+TRAIN_ALL = (r".*", True)
+
+
+def encoder_norm_rules(backbone: BackboneConfig) -> list[tuple[str, bool]]:
+    """Every encoder norm: VL-PET's lightweight encoder design (SPEC.md §4)."""
+    if backbone.is_t5:
+        return [
+            (r"backbone/encoder_layers_\d+/(self_attn|ff)_norm/scale", True),
+            (r"backbone/encoder_final_norm/scale", True),
+        ]
+    return [
+        (r"backbone/encoder_layers_\d+/(self_attn|ff)_norm/(scale|bias)", True),
+        (r"backbone/encoder_layernorm_embedding/(scale|bias)", True),
+    ]
+
+
+def all_norm_rules(backbone: BackboneConfig) -> list[tuple[str, bool]]:
+    """Every norm of encoder and decoder: adapters, Compacter, HyperFormer (SPEC.md §5)."""
+    if backbone.is_t5:
+        return [
+            (
+                r"backbone/(en|de)coder_(layers_\d+/(self_attn|cross_attn|ff)_norm|final_norm)/scale",
+                True,
+            )
+        ]
+    return [
+        (r"backbone/(en|de)coder_layers_\d+/(self_attn|cross_attn|ff)_norm/(scale|bias)", True),
+        (r"backbone/(en|de)coder_layernorm_embedding/(scale|bias)", True),
+    ]
+
+
+def bias_rules(backbone: BackboneConfig) -> list[tuple[str, bool]]:
+    """Every backbone bias, linear and norm (BitFit; LoRA also trains them). T5 has none."""
+    if backbone.is_t5:
+        return []
+    return [(r"backbone/.*/bias", True)]

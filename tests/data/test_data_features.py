@@ -84,7 +84,7 @@ def test_pool_image_grid_rejects_non_square():
 def test_image_tokens_ids_and_zero_boxes():
     tokens = F.image_tokens(np.ones((49, 4), np.float16))
     assert tokens.feats.shape == (36, 4)
-    assert tokens.pos.shape == (36, 5) and not tokens.pos.any()
+    assert tokens.pos.shape == (36, 4) and not tokens.pos.any()
     assert tokens.img_order_ids.tolist() == [0] * 36
     assert tokens.obj_order_ids.tolist() == list(range(36))
 
@@ -97,7 +97,7 @@ def test_nlvr2_pair_gives_72_tokens_with_order_ids():
     assert (tokens.feats[:36] == 1.0).all() and (tokens.feats[36:] == 2.0).all()
     assert tokens.img_order_ids.tolist() == [0] * 36 + [1] * 36
     assert tokens.obj_order_ids.tolist() == list(range(36)) + list(range(36))
-    assert tokens.pos.shape == (72, 5) and not tokens.pos.any()
+    assert tokens.pos.shape == (72, 4) and not tokens.pos.any()
 
 
 def test_video_short_is_zero_padded():
@@ -108,6 +108,7 @@ def test_video_short_is_zero_padded():
     assert (tokens.feats[:10] == 1).all() and not tokens.feats[10:].any()
     assert tokens.obj_order_ids.tolist() == list(range(64))
     assert tokens.img_order_ids.tolist() == [0] * 64
+    assert tokens.pos.shape == (64, 4) and not tokens.pos.any()
 
 
 def test_video_long_is_max_pooled_over_time():

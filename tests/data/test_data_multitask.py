@@ -33,7 +33,7 @@ class KeyedVisuals:
         feats[:, 0] = float(keys[0])
         return F.VisualTokens(
             feats=feats,
-            pos=np.zeros((len(feats), 5), np.float32),
+            pos=np.zeros((len(feats), 4), np.float32),
             img_order_ids=np.repeat(np.arange(len(keys), dtype=np.int32), self.tokens),
             obj_order_ids=np.tile(np.arange(self.tokens, dtype=np.int32), len(keys)),
         )
@@ -227,7 +227,7 @@ def test_from_files_to_batch_arrays(tmp_path, write, bart_tokenizer):
     batch = next(it)
     arrays = batch.arrays
     assert arrays["vis_feats"].shape == (4, 36, 2048) and arrays["vis_feats"].dtype == np.float32
-    assert arrays["vis_pos"].shape == (4, 36, 5) and not arrays["vis_pos"].any()
+    assert arrays["vis_pos"].shape == (4, 36, 4) and not arrays["vis_pos"].any()
     assert arrays["obj_order_ids"].shape == (4, 36) and arrays["img_order_ids"].dtype == np.int32
     for row, ex in enumerate(batch.examples):
         if ex is None:

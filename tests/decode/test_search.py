@@ -219,7 +219,7 @@ def _ref_beam(tables, cfg: Cfg) -> np.ndarray:
                 log_probs = _ref_log_softmax(_ref_logits(tables, b, seq))
                 log_probs = _ref_process(log_probs, seq, cfg)
                 for token in range(VOCAB):
-                    cand.append((log_probs[token] + running_scores[b][beam], seq + [token]))
+                    cand.append((log_probs[token] + running_scores[b][beam], [*seq, token]))
             cand = [cand[i] for i in _top([c[0] for c in cand], 2 * k)]
             ended = [seq[-1] == cfg.eos or len(seq) >= MAX_LEN for _, seq in cand]
             all_ended &= all(ended)
@@ -369,6 +369,30 @@ def test_cache_must_follow_beams():
         for seed in SEEDS
     ]
     assert any(differs)
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_direct_call_without_outer_jit(num_beams: int):
+    """The searches are jitted themselves; `num_beams=1` is greedy search, as in `generate`."""
+    cfg = Cfg(beams=num_beams, ngram=3)
+    tables = [jnp.asarray(t) for t in _tables(0, cfg)]
+    step = functools.partial(_toy_step, *tables, _Counter())
+    cache = {
+        "item": jnp.repeat(jnp.arange(BATCH), num_beams),
+        "hist": jnp.zeros((BATCH * num_beams, MAX_LEN), jnp.int32),
+    }
+    got = beam_search(
+        step,
+        cache,
+        batch_size=BATCH,
+        num_beams=num_beams,
+        max_length=MAX_LEN,
+        decoder_start_token_id=cfg.start,
+        eos_token_id=cfg.eos,
+        pad_token_id=cfg.pad,
+        no_repeat_ngram_size=cfg.ngram,
+    )
+    np.testing.assert_array_equal(np.asarray(got), _reference(cfg, 0))
 
 
 def test_ngram_ban_matches_hf_processor():

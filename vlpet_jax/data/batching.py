@@ -9,10 +9,10 @@ key                 shape           dtype   meaning
 input_ids           (R, L_in)       int32   encoder text, specials added, padded with pad id
 attention_mask      (R, L_in)       int32   1 on text tokens (= input_ids != pad), 0 on padding
 vis_feats           (R, V, F)       float32 pooled visual features (V = 36, 72 NLVR2, 64 video)
-vis_pos             (R, V, 5)       float32 [x1, y1, x2, y2, area]; all zeros (SPEC.md §2)
+vis_pos             (R, V, 4)       float32 boxes [x1, y1, x2, y2]; all zeros (SPEC.md §2)
 img_order_ids       (R, V)          int32   0…0 (NLVR2: 0…0,1…1)
 obj_order_ids       (R, V)          int32   0..V_img-1 per image
-decoder_input_ids   (R, L_out)      int32   decoder start id, then labels shifted right
+decoder_input_ids   (R, L_out)      int32   decoder start id, then the padded labels shifted right
 labels              (R, L_out)      int32   target ids; -100 on padding (ignored by the loss)
 loss_weights        (R,)            float32 VQA: drawn answer's score; else 1; 0 on padding rows
 example_mask        (R,)            float32 1 for real examples, 0 for padding rows

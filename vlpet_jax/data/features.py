@@ -3,8 +3,9 @@
 Images: CLIP RN101 grid features, one HDF5 file per image, ``<dir>/<img_id>.h5`` holding the
 dataset ``<img_id>/features`` of shape (49, 2048) float16 (the 7×7 layer-4 map, row-major). They are
 adaptive-max-pooled to 6×6 = 36 tokens; NLVR2 pools its two images separately and concatenates them
-(72 tokens) with image-order ids 0…0,1…1 and object-order ids 0..35,0..35. Boxes are zeros: the
-5-vector ``[x1, y1, x2, y2, area]`` of every grid token is 0.
+(72 tokens) with image-order ids 0…0,1…1 and object-order ids 0..35,0..35. Boxes are zeros: every
+grid token gets the box ``[x1, y1, x2, y2] = 0``; the model appends the area (x2-x1)(y2-y1) = 0
+itself, giving SPEC.md §2's 5-vector ``[box, area]`` (as the released code does).
 
 Videos: CLIP ViT-B/32 frame features, ``<dir>/<vid_name>.npz`` with key ``features`` of shape
 (T, 512). Fewer than 64 frames are padded with zero rows (no mask: the encoder attends to them, as
@@ -32,7 +33,7 @@ IMAGE_POOLED_GRID = 6  # adaptive max-pool target: 6×6 = 36 tokens per image
 IMAGE_FEAT_DIM = 2048
 VIDEO_FEAT_DIM = 512
 VIDEO_TOKENS = 64
-BOX_DIM = 5  # [x1, y1, x2, y2, area]; all zeros for grid and frame features
+BOX_DIM = 4  # [x1, y1, x2, y2], all zeros; the model appends the area (SPEC.md §2)
 
 _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")
@@ -41,7 +42,7 @@ _V = TypeVar("_V")
 class VisualTokens(NamedTuple):
     """The visual part of one example, ready to be stacked into a batch.
 
-    feats (V, F); pos (V, 5) float32 zeros; img_order_ids (V,) int32; obj_order_ids (V,) int32.
+    feats (V, F); pos (V, 4) float32 zero boxes; img_order_ids (V,) int32; obj_order_ids (V,) int32.
     """
 
     feats: np.ndarray

@@ -336,7 +336,7 @@ def beam_search(
         if early_stopping == "never" and length_penalty > 0.0:
             best_len = max_length - 1
         else:
-            best_len = cur_len
+            best_len = cur_len - 1
         best_running = running_scores[:, :1] / penalty[best_len]
         worst_finished = jnp.where(finished, jnp.min(scores, axis=1, keepdims=True), _NEG)
         can_improve = s["can_improve"] & jnp.any(best_running > worst_finished, -1, keepdims=True)

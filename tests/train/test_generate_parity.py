@@ -31,7 +31,7 @@ SEARCHES = {
         early_stopping="never",
         length_penalty=2.0,
         min_length=4,
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -112,7 +112,7 @@ def test_same_token_ids_as_hugging_face_generate(pair, search):
 
 def test_searches_see_eos_and_ragged_lengths(pair):
     """Guard on the test itself: the fixtures must produce finished and unfinished rows."""
-    reference, cfg, params = pair
+    reference, cfg, _ = pair
     rng = np.random.default_rng(4)
     ids, mask = padded_batch(rng, SMALL_VOCAB, cfg.pad_token_id, batch=4, length=7)
     rows = strip_after_eos(

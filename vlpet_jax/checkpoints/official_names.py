@@ -80,7 +80,9 @@ def _norm(ours: str, theirs: str, family: str) -> NameTable:
 
 def visual_prefix(cfg: BackboneConfig) -> str:
     """The visual embedding sits in the encoder: `model.encoder.` (BART) or `encoder.` (T5)."""
-    return "model.encoder.visual_embedding." if cfg.family == "bart" else "encoder.visual_embedding."
+    return (
+        "model.encoder.visual_embedding." if cfg.family == "bart" else "encoder.visual_embedding."
+    )
 
 
 def _backbone(cfg: BackboneConfig) -> NameTable:
@@ -175,7 +177,9 @@ def _vl_pet(cfg: BackboneConfig, hooks: PetHooks) -> NameTable:
             ours = f"backbone/encoder_layers_{i}/pet_{site}"
             table.update(
                 _multihead_down(
-                    f"{ours}/mod/down", f"{theirs}{sublayer}_adapter_multihead_down", hooks.num_heads
+                    f"{ours}/mod/down",
+                    f"{theirs}{sublayer}_adapter_multihead_down",
+                    hooks.num_heads,
                 )
             )
             table.update(_linear(f"{ours}/mod/up", f"{theirs}{sublayer}_adapter_multihead_up"))

@@ -1,0 +1,1 @@
+"""Benchmarks behind `launch/benchmark.py`: each module measures one thing and returns records."""

@@ -1,0 +1,51 @@
+"""Writing benchmark records: one JSON file (for plots and diffs) and a Markdown table (for the
+README), both replaced atomically so a crashed run never leaves half a file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def markdown_table(records: Sequence[dict[str, Any]]) -> str:
+    """One table per benchmark kind, columns in first-seen order."""
+    out = []
+    kinds = list(dict.fromkeys(r["benchmark"] for r in records))
+    for kind in kinds:
+        rows = [r for r in records if r["benchmark"] == kind]
+        columns = list(dict.fromkeys(k for r in rows for k in r if k != "benchmark"))
+        out.append(f"**{kind}**\n")
+        out.append("| " + " | ".join(columns) + " |")
+        out.append("|" + "---|" * len(columns))
+        for r in rows:
+            out.append("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def write_results(records: Sequence[dict[str, Any]], machine: dict[str, Any], json_path: str):
+    payload = {"machine": machine, "records": list(records)}
+    atomic_write_text(json_path, json.dumps(payload, indent=2) + "\n")
+    md_path = os.path.splitext(json_path)[0] + ".md"
+    header = f"Machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}\n\n"
+    atomic_write_text(md_path, header + markdown_table(records))
+    return md_path

@@ -173,3 +173,41 @@ def test_tokenizer_gets_the_vl_special_tokens(family, added, tmp_path):
     assert tokenizer("a red cube").input_ids[:3] == [4, 5, 6]
     assert model_vocab_size(32128, tokenizer) == 32128
     assert model_vocab_size(10, tokenizer) == len(tokenizer)
+
+
+@pytest.mark.parametrize("family", ["t5_v1", "t5_v1_1", "bart"])
+def test_exported_checkpoint_loads_in_hugging_face_and_back(family, tmp_path):
+    """Our random init, written by `save_backbone`, gives the same logits in PyTorch and in ours."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    from vlpet_jax.checkpoints.hf import init_backbone_params
+    from vlpet_jax.checkpoints.hf_export import save_backbone
+    from vlpet_jax.models.config import BackboneConfig
+
+    common = dict(vocab_size=90, d_model=32, num_heads=4, d_kv=8, d_ff=48,
+                  num_encoder_layers=2, num_decoder_layers=1, dropout_rate=0.0)  # fmt: skip
+    if family == "bart":
+        cfg = BackboneConfig(family="bart", ffn_activation="gelu", layer_norm_eps=1e-5,
+                             pad_token_id=1, eos_token_id=2, bos_token_id=0,
+                             decoder_start_token_id=2, max_position_embeddings=40,
+                             scale_decoder_outputs=False, **common)  # fmt: skip
+    else:
+        v11 = family == "t5_v1_1"
+        cfg = BackboneConfig(family="t5", layer_norm_eps=1e-6, pad_token_id=0, eos_token_id=1,
+                             ffn_activation="gated-gelu" if v11 else "relu",
+                             tie_word_embeddings=not v11, scale_decoder_outputs=not v11,
+                             relative_attention_num_buckets=8, relative_attention_max_distance=16,
+                             **common)  # fmt: skip
+    params = init_backbone_params(cfg, jax.random.key(3))
+    save_backbone(cfg, params, tmp_path / "ckpt")
+    reference = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "ckpt").eval()
+    loaded_cfg, loaded = load_backbone(tmp_path / "ckpt")
+    assert loaded_cfg == cfg
+    rng = np.random.default_rng(0)
+    ids, mask = padded_batch(rng, cfg.vocab_size, cfg.pad_token_id, batch=2, length=7)
+    dec = rng.integers(3, cfg.vocab_size, size=(2, 5))
+    ours = _logits(cfg, loaded, ids, mask, dec)
+    np.testing.assert_allclose(ours, _logits(cfg, params, ids, mask, dec), atol=1e-6)
+    np.testing.assert_allclose(
+        ours, torch_logits(reference, ids, mask, dec), atol=1e-4 * max(1, np.abs(ours).max())
+    )

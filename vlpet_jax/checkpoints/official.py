@@ -1,21 +1,22 @@
-"""Released PyTorch VL-PET checkpoints -> our `VLModel` parameter tree (SPEC.md §9).
+"""Released PyTorch VL-PET / VL-Adapter / LoRA checkpoints -> our `VLModel` parameter tree.
 
     params = official.load("VLBart_VL-PET-large.pth", backbone_cfg, "vl_pet_large", pet_sizes)
     logits = VLModel(backbone_cfg, get_method("vl_pet_large", backbone_cfg, pet_sizes).hooks)
         .apply({"params": params}, batch)
 
-The original trainer saves the `state_dict()` of a DistributedDataParallel wrapper (every key starts
-with `module.`) and loads it non-strictly. We are strict: every leaf of our tree must be found,
-every tensor in the file must be used, duplicate copies must be equal and shapes must agree,
-and each failure names the file, the keys and both shapes, so a wrong method, size or backbone is
-reported as such instead of silently leaving a module at its initial value.
+Key names and duplicates: SPEC.md §9 and `official_names.py`. The original trainer saves the
+`state_dict()` of a DistributedDataParallel wrapper (every key starts with `module.`) and loads
+it non-strictly. We are strict: every leaf of our tree must be found, every tensor in the file
+must be used, duplicate copies must be equal and shapes must agree, and each failure names the
+file, the keys and both shapes, so a wrong method, size or backbone is reported as such instead
+of silently leaving a module at its initial value.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -126,7 +127,9 @@ class OfficialStateDict:
             if tensor.is_floating_point():
                 tensor = tensor.float()
             array = tensor.numpy()
-        return array.astype(np.float32) if np.issubdtype(array.dtype, np.floating) else array
+        if np.issubdtype(array.dtype, np.floating):
+            return array.astype(np.float32, copy=False)
+        return array
 
 
 # ---------------------------------------------------------------- key resolution
@@ -270,6 +273,7 @@ def abstract_vl_params(
         "attention_mask": jnp.ones((1, 2), jnp.int32),
         "vis_feats": jnp.ones((1, 1, feat_dim), jnp.float32),
         "decoder_input_ids": jnp.ones((1, 2), jnp.int32),
+        "task_ids": jnp.zeros((1,), jnp.int32),  # read only by task-conditioned methods
     }
     variables = jax.eval_shape(model.init, jax.random.key(0), batch)
     return flatten_dict(nn.unbox(variables["params"]), sep="/")
@@ -313,7 +317,7 @@ def load_official(
     uncovered = sorted(abstract.keys() - names.keys())
     extra = sorted(names.keys() - abstract.keys())
     if uncovered or extra:  # the name table and the model disagree: a bug on our side
-        raise AssertionError(
+        raise RuntimeError(
             f"official layout of {method_name!r} does not cover our tree: parameters without an "
             f"official name {uncovered[:20]}, names for absent parameters {extra[:20]}"
         )
@@ -362,72 +366,29 @@ def load(
 ) -> dict[str, Any]:
     """`load(path, config)` with an experiment config, or `load(path, backbone_cfg, method, sizes)`.
 
-    The experiment-config form reads `config.method`, `config.pet` and the backbone directory
-    `config.model.checkpoint` (DESIGN.md "Python API"); it is a thin adapter over `load_official`.
+    The experiment-config form (DESIGN.md "Python API") builds exactly the tree `build_model(config)`
+    uses: the backbone of `vlpet_jax.api.backbone_config` (a preset, or `config.model.checkpoint`'s
+    `config.json`), the method and sizes of `config.pet`, `config.model.num_images`, and the dtypes
+    `init_params` gives (frozen leaves in `config.model.frozen_dtype`).
     """
     if isinstance(config, BackboneConfig):
         if method_name is None:
             raise TypeError("load(path, backbone_cfg, method_name, pet_sizes): method_name missing")
         return load_official(path, config, method_name, pet_sizes, **kwargs)
-    backbone_cfg = backbone_config_for(path, config.model.checkpoint)
-    pet = dict(config.get("pet", None) or {})
-    return load_official(path, backbone_cfg, method_name or config.method, pet, **kwargs)
+    if method_name is not None or pet_sizes is not None:
+        raise TypeError("load(path, config): the method and sizes come from config.pet")
+    from vlpet_jax import api
 
-
-def save_params(params: Any, out_dir: str | os.PathLike, overwrite: bool = False) -> str:
-    """Write `params` as an Orbax checkpoint at `out_dir/params`, atomically.
-
-    Everything is written under a temporary sibling directory that is renamed to `out_dir` only
-    once complete, so a crash leaves no half-written `out_dir`. (A placeholder layout until the
-    trainer's checkpoint format is fixed; `restore_params` reads it back.)
-    """
-    import orbax.checkpoint as ocp
-
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    if os.path.exists(out_dir):
-        if not overwrite:
-            raise FileExistsError(f"{out_dir}: already exists (pass overwrite=True to replace it)")
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(out_dir)}.tmp-{os.getpid()}")
-    if os.path.exists(tmp):
-        import shutil
-
-        shutil.rmtree(tmp)
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(os.path.join(tmp, "params"), params)
-        checkpointer.wait_until_finished()
-    if os.path.exists(out_dir):
-        import shutil
-
-        shutil.rmtree(out_dir)
-    os.rename(tmp, out_dir)
-    return out_dir
-
-
-def restore_params(out_dir: str | os.PathLike) -> dict[str, Any]:
-    """Read back what `save_params` wrote (as host arrays)."""
-    import orbax.checkpoint as ocp
-
-    with ocp.StandardCheckpointer() as checkpointer:
-        return checkpointer.restore(os.path.join(os.path.abspath(os.fspath(out_dir)), "params"))
-
-
-def convert(
-    official_path: str | os.PathLike,
-    backbone_checkpoint: str | os.PathLike,
-    method_name: str,
-    out_dir: str | os.PathLike,
-    pet_sizes: Mapping[str, Any] | None = None,
-    *,
-    num_images: int = 2,
-    overwrite: bool = False,
-) -> tuple[BackboneConfig, str]:
-    """`launch.convert`'s work: import a released checkpoint and save it with `save_params`."""
-    cfg = backbone_config_for(official_path, backbone_checkpoint)
-    params = load_official(official_path, cfg, method_name, pet_sizes, num_images=num_images)
-    return cfg, save_params(params, out_dir, overwrite=overwrite)
-
-
-def _unused(*_: Iterable[Any]) -> None:  # pragma: no cover
-    return None
+    backbone = api.backbone_config(config)
+    sizes = {k: v for k, v in config.pet.to_dict().items() if k not in ("method", "rules")}
+    params = load_official(
+        path,
+        backbone,
+        config.pet.method,
+        sizes,
+        num_images=config.model.num_images,
+        param_dtype=api.dtype_of(config.model.param_dtype),
+        **kwargs,
+    )
+    frozen_dtype = api.dtype_of(config.model.frozen_dtype)
+    return api.cast_frozen(params, api.trainability_rules(config), frozen_dtype)

@@ -1,8 +1,9 @@
-"""Where each of our parameters lives in a released PyTorch VL-PET checkpoint (SPEC.md §9).
+"""Where each of our parameters lives in a released PyTorch VL-PET, VL-Adapter or LoRA checkpoint.
 
-`official_names(method_name, backbone_cfg, hooks)` returns `{our '/'-joined path: Source}` for every
-leaf of the `VLModel` tree of that method: the backbone (reusing `hf_name_map`, the table the
-Hugging Face loader uses), the visual embedding, and the method's own modules. The importer
+SPEC.md §9 gives the key patterns. `official_names(method_name, backbone_cfg, hooks)` returns
+`{our '/'-joined path: Source}` for every leaf of the `VLModel` tree of that method: the backbone
+(reusing `hf_name_map`, the table the Hugging Face loader uses), the visual embedding, and the
+method's own modules. The importer
 (`official.py`) is generic over this table, so supporting another released method is one more
 name builder here.
 
@@ -190,9 +191,74 @@ def _vl_pet(cfg: BackboneConfig, hooks: PetHooks) -> NameTable:
     return table
 
 
+# ---------------------------------------------------------------- VL-Adapter and LoRA (SPEC.md §5)
+
+
+def _require_bart(cfg: BackboneConfig, method: str) -> None:
+    if cfg.family != "bart":
+        raise ValueError(
+            f"{method}: the released checkpoints and their key names are for BART only "
+            f"(SPEC.md §9); got a {cfg.family} backbone"
+        )
+
+
+def _vl_adapter(cfg: BackboneConfig, hooks: PetHooks) -> NameTable:
+    """Sequential "single" adapters on every sub-layer: `{attn,ff}_adapter` in the encoder,
+    `{self_attn,enc_attn,ff}_adapter` in the decoder, each `.adapters.{task}.{down,up}_sampler`."""
+    del hooks
+    _require_bart(cfg, "vl_adapter")
+    table: NameTable = {}
+    stacks = (
+        ("encoder", cfg.num_encoder_layers, {"self_attn": "attn_adapter", "ff": "ff_adapter"}),
+        (
+            "decoder",
+            cfg.num_decoder_layers,
+            {
+                "self_attn": "self_attn_adapter",
+                "cross_attn": "enc_attn_adapter",
+                "ff": "ff_adapter",
+            },
+        ),
+    )
+    for stack, num_layers, sites in stacks:
+        for i in range(num_layers):
+            for site, theirs in sites.items():
+                table.update(
+                    _task_adapter(
+                        f"backbone/{stack}_layers_{i}/pet_{site}/mod",
+                        f"model.{stack}.layers.{i}.{theirs}.",
+                    )
+                )
+    return table
+
+
+def _lora(cfg: BackboneConfig, hooks: PetHooks) -> NameTable:
+    """`lora_As.{task}` (r, d_in) and `lora_Bs.{task}` (d_out, r) beside each frozen q/v projection
+    of every attention; our `down` kernel is A^T and our `up` kernel B^T."""
+    del hooks
+    _require_bart(cfg, "lora")
+    attentions = [("encoder", i, "self_attn", "self_attn") for i in range(cfg.num_encoder_layers)]
+    for i in range(cfg.num_decoder_layers):
+        attentions += [("decoder", i, "self_attn", "self_attn")]
+        attentions += [("decoder", i, "cross_attn", "encoder_attn")]
+    table: NameTable = {}
+    for stack, i, ours, theirs in attentions:
+        for proj, hf_proj in (("q", "q_proj"), ("v", "v_proj")):
+            base = f"model.{stack}.layers.{i}.{theirs}.{hf_proj}."
+            path = f"backbone/{stack}_layers_{i}/{ours}/pet_{proj}"
+            table[f"{path}/down/kernel"] = _one(f"{base}lora_As.{TASK}", transpose=True)
+            table[f"{path}/up/kernel"] = _one(f"{base}lora_Bs.{TASK}", transpose=True)
+    return table
+
+
 # ---------------------------------------------------------------- registry
 
-_BUILDERS: dict[str, NameBuilder] = {f"vl_pet_{level}": _vl_pet for level in LEVELS}
+_BUILDERS: dict[str, NameBuilder] = {
+    **{f"vl_pet_{level}": _vl_pet for level in LEVELS},
+    "vl_adapter": _vl_adapter,
+    "adapter": _vl_adapter,  # the registry's alias of vl_adapter
+    "lora": _lora,
+}
 
 
 def importable_methods() -> list[str]:

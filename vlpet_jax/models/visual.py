@@ -23,8 +23,11 @@ FEAT = "vis_feat"
 
 
 def box_area(boxes: Array) -> Array:
-    """(x2 - x1) * (y2 - y1) of (…, 4) boxes, as a trailing feature of size 1."""
-    return ((boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1]))[..., None]
+    """The area feature appended to the 4 box coordinates, exactly as the released code computes
+    it: (b3 - b2) * (b1 - b0). For (x1, y1, x2, y2) boxes that is not the geometric area, but the
+    released checkpoints were trained with it (SPEC.md: the code wins). Grid and video features
+    have all-zero boxes, where every convention gives 0."""
+    return ((boxes[..., 3] - boxes[..., 2]) * (boxes[..., 1] - boxes[..., 0]))[..., None]
 
 
 class VisualEmbedding(nn.Module):

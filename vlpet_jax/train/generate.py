@@ -51,9 +51,12 @@ def _encode(model: Any, params: Any, batch: Mapping[str, Array]) -> tuple[Array,
 
 
 def make_generate_fn(
-    model: Any, gen: GenerationConfig
+    model: Any, gen: GenerationConfig, out_sharding: Any = None
 ) -> Callable[[Any, Mapping[str, Array]], Array]:
-    """A jitted `(params, batch) -> (B, gen.max_length)` token ids."""
+    """A jitted `(params, batch) -> (B, gen.max_length)` token ids.
+
+    `out_sharding` (e.g. replicated over the mesh) lets every host read all predictions.
+    """
     cfg = _backbone_cfg(model)
     options = dict(
         max_length=gen.max_length,
@@ -95,7 +98,7 @@ def make_generate_fn(
             **options,
         )
 
-    return jax.jit(generate)
+    return jax.jit(generate, out_shardings=out_sharding)
 
 
 def strip_after_eos(sequences: Any, eos_token_id: int) -> list[list[int]]:

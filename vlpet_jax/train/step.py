@@ -96,10 +96,20 @@ def make_train_step(
         grads, metrics = jax.grad(loss_fn, has_aux=True)(state.trainable, frozen, batch, rng)
         updates, opt_state = tx.update(grads, state.opt_state, state.trainable)
         trainable = optax.apply_updates(state.trainable, updates)
-        metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
+        grad_norm = optax.tree.norm(grads)
+        # A non-finite loss or gradient is never applied: the previous state is kept, so the
+        # trainer can stop with everything it had (it checks `finite` every step).
+        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+        new_state = TrainState(
+            state.step + 1,
+            keep(trainable, state.trainable),
+            keep(opt_state, state.opt_state),
+        )
+        metrics = {**metrics, "grad_norm": grad_norm, "finite": finite}
         if schedule is not None:
             metrics["lr"] = schedule(state.step)
-        return TrainState(state.step + 1, trainable, opt_state), metrics
+        return new_state, metrics
 
     return step
 

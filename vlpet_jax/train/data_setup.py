@@ -1,0 +1,87 @@
+"""From a config to the data side of a run: tokenizer, collator, train and evaluation sources.
+
+`config.data.root` is a VL-T5-style `datasets/` tree, or `synthetic` for the built-in benchmark,
+which is generated (deterministically, once) under `<workdir>/synthetic` with its own tokenizer.
+The tokenizer otherwise comes from the backbone checkpoint directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any
+
+import jax
+
+from vlpet_jax.checkpoints.tokenizer import load_tokenizer
+from vlpet_jax.data.batching import TextCollator
+from vlpet_jax.data.multitask import TaskSource, load_task_source, task_batch_sizes
+
+SYNTHETIC = "synthetic"
+
+
+@dataclasses.dataclass
+class RunData:
+    root: str
+    tokenizer: Any
+    collator: TextCollator
+    train_sources: list[TaskSource]
+    eval_sources: dict[str, TaskSource]
+
+
+def synthetic_root(workdir: str) -> str:
+    return os.path.join(os.path.abspath(workdir), "synthetic")
+
+
+def ensure_synthetic(config: Any, workdir: str) -> str:
+    """Generate the built-in benchmark under the workdir unless it is already complete there."""
+    from vlpet_jax.data.synthetic import ensure_benchmark
+
+    root = synthetic_root(workdir)
+    kind = "video" if config.get("modality", "image") == "video" else "image"
+    sizes = dict(config.data.get("synthetic", {}) or {})
+    ensure_benchmark(root, seed=int(sizes.pop("seed", 0)), kind=kind, **sizes)
+    return root
+
+
+def tokenizer_dir(config: Any, root: str) -> str:
+    if config.model.checkpoint:
+        return config.model.checkpoint
+    if config.data.root == SYNTHETIC:
+        from vlpet_jax.data.synthetic import tokenizer_path
+
+        return tokenizer_path(root)
+    raise ValueError(
+        "config.model.checkpoint is empty: set it to a Hugging Face directory with a tokenizer "
+        "(or use config.data.root=synthetic, which brings its own)"
+    )
+
+
+def batch_multiple(mesh_batch_devices: int) -> int:
+    """Global batches must split over hosts and over the (data, fsdp) devices."""
+    return math.lcm(jax.process_count(), mesh_batch_devices)
+
+
+def prepare(config: Any, workdir: str, family: str, with_eval: bool = True) -> RunData:
+    root = ensure_synthetic(config, workdir) if config.data.root == SYNTHETIC else config.data.root
+    tokenizer = load_tokenizer(tokenizer_dir(config, root))
+    collator = TextCollator(tokenizer, family)
+    tasks = list(config.data.tasks)
+    sizes = task_batch_sizes(tasks, int(config.data.batch_size))
+    train_sources, eval_sources = [], {}
+    for task in tasks:
+        task_cfg = config.data[task]
+        options = {"prompt": task_cfg.prompt} if task_cfg.get("prompt") else {}
+        train_sources.append(
+            load_task_source(
+                task, root, task_cfg.train_split, train=True, batch_size=sizes[task],
+                options=options,
+            )
+        )  # fmt: skip
+        if with_eval:
+            eval_sources[task] = load_task_source(
+                task, root, task_cfg.val_split, train=False,
+                batch_size=int(config.eval.batch_size), options=options,
+            )  # fmt: skip
+    return RunData(root, tokenizer, collator, train_sources, eval_sources)

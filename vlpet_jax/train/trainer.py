@@ -1,0 +1,187 @@
+"""The training loop: multitask batches -> one jitted, sharded step -> metrics, checkpoints, eval.
+
+    metrics = train(config, workdir)
+
+Resuming is automatic: when `<workdir>/checkpoints` holds a finished step, the trainable params,
+optimiser state, step and data-iterator position are restored and training continues exactly
+where it stopped (the frozen backbone is re-read from its source). SIGTERM saves a checkpoint
+and stops cleanly. A non-finite loss is never applied (the step keeps the previous state); the run
+stops with a message naming the step and the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from typing import Any
+
+import jax
+import numpy as np
+
+from vlpet_jax import api
+from vlpet_jax.checkpoints.orbax_io import TrainCheckpointer, abstract_like
+from vlpet_jax.data.multitask import MultitaskIterator
+from vlpet_jax.data.prefetch import Prefetcher
+from vlpet_jax.data.tasks.registry import get_task
+from vlpet_jax.pet.trainability import split_params
+from vlpet_jax.train import data_setup, device_data, partition, sharding
+from vlpet_jax.train.evaluator import Evaluator
+from vlpet_jax.train.metrics_log import MetricWriter
+from vlpet_jax.train.optim import make_optimizer
+from vlpet_jax.train.step import make_train_step
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+class _StopFlag:
+    """Set by SIGTERM (preemption): the loop saves and returns at the next step boundary."""
+
+    def __init__(self):
+        self.stop = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: no signal handling
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.stop = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def config_to_json(config: Any) -> dict[str, Any]:
+    return (
+        json.loads(config.to_json_best_effort()) if hasattr(config, "to_json_best_effort") else {}
+    )
+
+
+def _step_batch(batch: Any) -> dict[str, np.ndarray]:
+    arrays = dict(batch.arrays)
+    arrays["token_level"] = np.float32(get_task(batch.task).loss_reduction == "token")
+    return arrays
+
+
+class Run:
+    """Everything a training or evaluation run builds from a config, before the loop."""
+
+    def __init__(self, config: Any, workdir: str, with_eval: bool = True):
+        self.config, self.workdir = config, os.path.abspath(workdir)
+        os.makedirs(self.workdir, exist_ok=True)
+        self.backbone_cfg = api.backbone_config(config)
+        self.mesh = sharding.make_mesh(dict(config.mesh))
+        self.data = data_setup.prepare(config, self.workdir, self.backbone_cfg.family, with_eval)
+        self.model = api.build_model(config)
+        self.method = api.pet_method(config)
+        self.rules = api.trainability_rules(config, self.method)
+        batch_devices = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+        self.iterator = MultitaskIterator(
+            self.data.train_sources,
+            self.data.collator,
+            seed=int(config.train.seed),
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            batch_multiple=data_setup.batch_multiple(batch_devices),
+            drop_remainder=bool(config.data.get("drop_remainder", False)),
+            num_epochs=int(config.train.epochs),
+        )
+        self.steps_per_epoch = self.iterator.steps_per_epoch
+        self.total_steps = int(config.train.epochs) * self.steps_per_epoch
+
+    def initial_params(self) -> Any:
+        rng = jax.random.key(int(self.config.train.seed))
+        params = api.init_params(self.config, rng)
+        frozen_dtype = api.dtype_of(self.config.model.get("frozen_dtype", "float32"))
+        return api.cast_frozen(params, self.rules, frozen_dtype)
+
+    def evaluator(self) -> Evaluator:
+        return Evaluator(
+            self.model, self.config, self.data.tokenizer, self.data.collator,
+            self.data.eval_sources, self.mesh,
+        )  # fmt: skip
+
+
+def train(config: Any, workdir: str) -> dict[str, float]:
+    """Train (or resume) the run in `workdir`; returns the final evaluation metrics."""
+    run = Run(config, workdir, with_eval=bool(config.train.get("eval_every_epochs", 1)))
+    params = run.initial_params()
+    trainable, _ = split_params(params, run.rules)
+    tx, schedule = make_optimizer(config.optim, run.total_steps, trainable)
+    abstract = api.abstract_variables(config)["params"]
+    placement = partition.plan_placement(abstract, run.rules, tx, run.mesh)
+    state, frozen = partition.init_train_state(params, run.rules, tx, placement)
+    del params, trainable
+
+    checkpointer = TrainCheckpointer(run.workdir, int(config.train.get("keep_last", 3)))
+    config_json = config_to_json(config)
+    start_step = 0
+    if checkpointer.latest_step() is not None:
+        state, data_state, _, start_step = checkpointer.restore(abstract_like(state))
+        run.iterator.set_state(data_state)
+        print(f"[train] resumed from step {start_step} in {checkpointer.directory}", flush=True)
+
+    writer = MetricWriter(run.workdir, run.total_steps)
+    train_step = None
+    rng = jax.random.key(int(config.train.seed) + 1)
+    log_every = max(int(config.train.log_every_steps), 1)
+    ckpt_every = max(int(config.train.checkpoint_every_steps), 1)
+    eval_every = int(config.train.get("eval_every_epochs", 1))
+    evaluator = run.evaluator() if eval_every else None
+    step, last_saved = start_step, start_step
+    final_metrics: dict[str, float] = {}
+    prefetch = Prefetcher(iter(run.iterator), buffer_size=int(config.data.get("prefetch", 2)))
+    try:
+        with _StopFlag() as flag:
+            for batch in prefetch:
+                arrays = _step_batch(batch)
+                device_batch = device_data.from_host_shards(arrays, run.mesh)
+                if train_step is None:
+                    step_fn = make_train_step(run.model, tx, schedule)
+                    train_step = partition.jit_train_step(step_fn, placement, arrays)
+                state, metrics = train_step(state, frozen, device_batch, rng)
+                step += 1
+                writer.count_examples(float(np.sum(arrays["example_mask"])) * jax.process_count())
+                if not bool(metrics["finite"]):
+                    raise NonFiniteLossError(
+                        f"non-finite loss or gradient at step {step} (task {batch.task}); the "
+                        f"update was not applied; last checkpoint: step {last_saved} in "
+                        f"{checkpointer.directory}"
+                    )
+                if step % log_every == 0 or step == run.total_steps:
+                    shown = {k: v for k, v in jax.device_get(metrics).items() if k != "finite"}
+                    shown.update(writer.progress(step, shown))
+                    writer.write(step, shown)
+                if step % ckpt_every == 0 or flag.stop or step == run.total_steps:
+                    checkpointer.save(step, state, prefetch.state, config_json, force=True)
+                    last_saved = step
+                if flag.stop:
+                    print(f"[train] SIGTERM: saved step {step}, stopping", flush=True)
+                    break
+                if evaluator is not None and step % (eval_every * run.steps_per_epoch) == 0:
+                    final_metrics = _evaluate(evaluator, state, frozen, writer, step, run)
+    finally:
+        prefetch.close()
+        checkpointer.wait()
+        checkpointer.close()
+        writer.close()
+    return final_metrics
+
+
+def _evaluate(evaluator, state, frozen, writer, step, run) -> dict[str, float]:
+    from vlpet_jax.train.step import merge_trees
+
+    params = merge_trees(state.trainable, frozen)
+    out_dir = os.path.join(run.workdir, "predictions", f"step_{step}")
+    metrics = evaluator.evaluate(params, out_dir)
+    writer.write(step, metrics, prefix="eval")
+    print(f"[eval] step {step} " + " ".join(f"{k}={v:.2f}" for k, v in metrics.items()), flush=True)
+    return metrics

@@ -86,7 +86,10 @@ PET_SCALE = {"bart": 1.0, "t5": 0.3}
 def parse(arg: str | None) -> ml_collections.ConfigDict:
     """The config-string arguments with `runlocal` resolved to a tiny backbone, validated."""
     args = parse_arg(arg, **ARG_DEFAULTS)
-    family = get_preset(args.backbone).family  # unknown presets fail here, listing known ones
+    try:
+        family = get_preset(args.backbone).family
+    except KeyError as err:  # a config-string error: say so as a ValueError, listing presets
+        raise ValueError(err.args[0]) from None
     if args.runlocal:
         args.backbone = TINY_PRESET[family]
     _check_method(args.method)
@@ -132,6 +135,11 @@ def pet_config(method: str, backbone: str) -> ml_collections.ConfigDict:
     family = family_of(backbone)
     sizes = PET_SIZES["tiny" if is_tiny(backbone) else family]
     pet = ml_collections.ConfigDict(dict(method=method, scale=PET_SCALE[family], **sizes))
+    pet.compacter_init_range = 0.01  # std of the PHM A_i (released --phm_init_range)
+    pet.hyper_num_tasks = 8  # HyperFormer task-embedding rows: every task id of the data registry
+    # BitFit / LoRA train what the released code selects with `"bias" in name`: on T5 that is
+    # the relative-position tables.
+    pet.train_relative_attention_bias = True
     # ((regex, trainable), ...) replacing the method's default rules; unset = the method's.
     pet.rules = config_dict.placeholder(tuple)
     return pet

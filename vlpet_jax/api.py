@@ -77,7 +77,7 @@ def _make_package_importable(path: Path) -> None:
         sys.path.append(str(directory.parent))
 
 
-def _dtype(name: str) -> jnp.dtype:
+def dtype_of(name: str) -> jnp.dtype:
     try:
         return jnp.dtype(name)
     except TypeError:
@@ -125,12 +125,10 @@ def backbone_config(config: Config) -> BackboneConfig:
 
 
 def _pet_options(config: Config) -> dict[str, Any]:
-    """`config.pet` as the plain mapping methods read sizes from, plus the task list (methods
-    with per-task parts, e.g. HyperFormer's task embeddings, need it)."""
+    """`config.pet` as the plain mapping methods read their sizes from (`pet_option`)."""
     options = config.pet.to_dict()
     options.pop("method", None)
     options.pop("rules", None)
-    options.setdefault("tasks", tuple(config.data.tasks))
     return options
 
 
@@ -163,8 +161,8 @@ def build_model(config: Config) -> VLModel:
         backbone_cfg=backbone,
         hooks=method.hooks,
         num_images=config.model.num_images,
-        dtype=_dtype(config.model.dtype),
-        param_dtype=_dtype(config.model.param_dtype),
+        dtype=dtype_of(config.model.dtype),
+        param_dtype=dtype_of(config.model.param_dtype),
     )
 
 
@@ -185,18 +183,18 @@ def dummy_batch(config: Config, batch_size: int = 1, text_length: int = 4) -> di
 
 
 def abstract_variables(config: Config) -> dict[str, Any]:
-    """The `params` collection as shapes, still in its `LogicallyPartitioned` boxes (axis names
-    for sharding and inspection); no memory is allocated. Dtypes are `param_dtype`."""
+    """`model.init`'s variables as shapes (`{"params": ...}`), still in their
+    `LogicallyPartitioned` boxes (axis names for sharding and inspection); no memory is
+    allocated. Dtypes are `param_dtype`."""
     model = build_model(config)
-    variables = jax.eval_shape(model.init, jax.random.key(0), dummy_batch(config))
-    return variables["params"]
+    return jax.eval_shape(model.init, jax.random.key(0), dummy_batch(config))
 
 
 def abstract_params(config: Config) -> dict[str, Any]:
     """`jax.ShapeDtypeStruct` for every parameter `init_params` returns (frozen leaves in
     `config.model.frozen_dtype`), without allocating any."""
-    params = nn.unbox(abstract_variables(config))
-    return _cast_frozen(params, trainability_rules(config), _dtype(config.model.frozen_dtype))
+    params = nn.unbox(abstract_variables(config)["params"])
+    return cast_frozen(params, trainability_rules(config), dtype_of(config.model.frozen_dtype))
 
 
 def init_params(config: Config, rng: jax.Array) -> dict[str, Any]:
@@ -205,7 +203,9 @@ def init_params(config: Config, rng: jax.Array) -> dict[str, Any]:
     tokenizer, new rows random), otherwise random. Frozen leaves come in `frozen_dtype`."""
     model = build_model(config)
     init_rng, vocab_rng = jax.random.split(rng)
-    params = nn.unbox(jax.jit(model.init)(init_rng, dummy_batch(config))["params"])
+    # Not jitted: op-by-op init reuses compiled primitives across calls, while a jitted init of
+    # a base-size model spends most of its time compiling a program that runs once.
+    params = nn.unbox(model.init(init_rng, dummy_batch(config))["params"])
     cfg = model.backbone_cfg
     if config.model.checkpoint:
         from vlpet_jax.checkpoints.hf import load_backbone
@@ -213,7 +213,7 @@ def init_params(config: Config, rng: jax.Array) -> dict[str, Any]:
         _, loaded = load_backbone(
             config.model.checkpoint,
             vocab_size=cfg.vocab_size,
-            param_dtype=_dtype(config.model.param_dtype),
+            param_dtype=dtype_of(config.model.param_dtype),
             rng=vocab_rng,
         )
         params["backbone"] = _merge_backbone(params["backbone"], loaded, config.model.checkpoint)
@@ -221,7 +221,7 @@ def init_params(config: Config, rng: jax.Array) -> dict[str, Any]:
         # Hugging Face zeroes BART's padding row at initialisation.
         table = params["backbone"]["shared"]["embedding"]
         params["backbone"]["shared"]["embedding"] = table.at[cfg.pad_token_id].set(0)
-    return _cast_frozen(params, trainability_rules(config), _dtype(config.model.frozen_dtype))
+    return cast_frozen(params, trainability_rules(config), dtype_of(config.model.frozen_dtype))
 
 
 def is_pet_path(path: str) -> bool:
@@ -250,7 +250,7 @@ def _merge_backbone(random: Mapping, loaded: Mapping, source: str) -> dict:
     return unflatten_dict({**flat_random, **flat_loaded}, sep="/")
 
 
-def _cast_frozen(params: dict, rules: Rules, frozen_dtype: Any) -> dict:
+def cast_frozen(params: dict, rules: Rules, frozen_dtype: Any) -> dict:
     """Frozen leaves in `frozen_dtype` (arrays or ShapeDtypeStructs); trainable ones untouched."""
     decision = trainable_paths(params, rules)
     flat = flatten_dict(params, sep="/")

@@ -3,7 +3,7 @@
     summary = vlpet_jax.inspect.summary(params, config)       # a real (or abstract) tree
     summary = vlpet_jax.inspect.summary_from_config(config)   # shapes only: seconds, no memory
     print(summary.format())
-    trainable params: 7207680 || all params: 147653376 || trainable%: 4.8815
+    trainable params: 6052416 || all params: 145606464 || trainable%: 4.1567   (VL-PET large, BART)
 
 Counting follows SPEC.md §4: every parameter of the model, including the PET modules and the
 grown vocabulary; the tied token table counted once (it is one leaf here). BART's

@@ -176,6 +176,25 @@ def train(config: Any, workdir: str) -> dict[str, float]:
     return final_metrics
 
 
+def trained_params(run: Run, step: int | None = None) -> tuple[Any, int]:
+    """The full param tree of a finished step: frozen parts rebuilt from their source (the
+    seeded init and the backbone checkpoint), trainable parts from `<workdir>/checkpoints`."""
+    from vlpet_jax.train.step import TrainState, merge_trees
+
+    params = run.initial_params()
+    trainable, frozen = split_params(params, run.rules)
+    tx, _ = make_optimizer(run.config.optim, run.total_steps, trainable)
+    abstract = jax.eval_shape(
+        lambda t: TrainState(jax.numpy.zeros((), jax.numpy.int32), t, tx.init(t)), trainable
+    )
+    checkpointer = TrainCheckpointer(run.workdir)
+    try:
+        state, _, _, step = checkpointer.restore(abstract, step)
+    finally:
+        checkpointer.close()
+    return merge_trees(state.trainable, frozen), step
+
+
 def _evaluate(evaluator, state, frozen, writer, step, run) -> dict[str, float]:
     from vlpet_jax.train.step import merge_trees
 

@@ -1,0 +1,52 @@
+"""Evaluate a trained run (its latest or a given step) or an imported official checkpoint.
+
+    python -m launch.evaluate --config configs/image_text.py:backbone=bart_base,method=vl_pet_large \
+      --workdir /runs/bart_large [--step 12000]
+    python -m launch.evaluate --config ... --workdir /runs/eval_official --params /runs/imported
+
+Decodes every task's evaluation split with the config's settings (SPEC.md §7), writes
+`<workdir>/predictions/eval_step_<N>/<task>_predictions.json` and `<workdir>/eval_metrics.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "config file:arguments", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "the run directory")
+_STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the latest)")
+_PARAMS = flags.DEFINE_string("params", None, "a `launch.convert` output to evaluate instead")
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "call jax.distributed.initialize() first")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    import jax
+
+    if _MULTIHOST.value:
+        jax.distributed.initialize()
+    from vlpet_jax.train.trainer import Run, trained_params
+
+    run = Run(_CONFIG.value, _WORKDIR.value)
+    if _PARAMS.value:
+        from vlpet_jax.checkpoints.official_save import restore_params
+
+        params, step, name = restore_params(_PARAMS.value), 0, "official"
+    else:
+        params, step = trained_params(run, _STEP.value)
+        name = f"eval_step_{step}"
+    metrics = run.evaluator().evaluate(params, os.path.join(run.workdir, "predictions", name))
+    if jax.process_index() == 0:
+        record = {"step": step, "source": _PARAMS.value or run.workdir, "metrics": metrics}
+        with open(os.path.join(run.workdir, "eval_metrics.json"), "w") as f:
+            json.dump(record, f, indent=2)
+        print("[evaluate] " + " ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,4 +1,27 @@
-"""`vlpet_jax.inspect`: parameter-tree inspection (see `vlpet_jax.train.inspect`)."""
+"""`vlpet_jax.inspect`: parameter-tree inspection (implemented in `vlpet_jax.train.inspect`)."""
 
-from vlpet_jax.train.inspect import *  # noqa: F403
-from vlpet_jax.train.inspect import __all__  # noqa: F401
+from vlpet_jax.train.inspect import (
+    GateValues,
+    ParamRow,
+    ParamSummary,
+    collapse_layers,
+    gate_modules,
+    gate_values,
+    is_buffer,
+    summarize,
+    summary,
+    summary_from_config,
+)
+
+__all__ = [
+    "GateValues",
+    "ParamRow",
+    "ParamSummary",
+    "collapse_layers",
+    "gate_modules",
+    "gate_values",
+    "is_buffer",
+    "summarize",
+    "summary",
+    "summary_from_config",
+]

@@ -51,7 +51,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "yc2c": common.task_config("yc2c: ", max_input, 20, (1, 1), splits),
     }
     batch = LOCAL_BATCH if args.runlocal else BASE_BATCH
-    config.data = common.data_config("datasets", args.tasks or TASKS, tasks, batch)
+    # runlocal trains on the built-in synthetic benchmark, generated under the workdir.
+    root = "synthetic" if args.runlocal else "datasets"
+    config.data = common.data_config(root, args.tasks or TASKS, tasks, batch)
+    config.data.synthetic = common.synthetic_config(args.runlocal, "video")
 
     decode = {
         "tvqa": common.decode_config("generate", 1, 20),
@@ -61,5 +64,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     }
     eval_batch = LOCAL_BATCH * 2 if args.runlocal else BASE_BATCH
     config.eval = common.eval_config(args.backbone, decode, batch_size=eval_batch)
+    config.eval.use_meteor = not args.runlocal
     config.mesh = common.mesh_config()
     return config

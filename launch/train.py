@@ -16,7 +16,7 @@ JAX_NUM_PROCESSES / JAX_PROCESS_ID variables).
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file:arguments", lock_config=True)
@@ -27,6 +27,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv: list[str]) -> None:
     del argv
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    from vlpet_jax.train.xla_flags import apply_run_flags
+
+    apply_run_flags(_CONFIG.value)  # before jax starts its backend
     import jax
 
     if _MULTIHOST.value:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import time
 from typing import Any
 
 import jax
@@ -34,27 +35,44 @@ def synthetic_root(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), "synthetic")
 
 
-def ensure_synthetic(config: Any, workdir: str) -> str:
-    """Generate the built-in benchmark under the workdir unless it is already complete there."""
-    from vlpet_jax.data.synthetic import ensure_benchmark
+def ensure_synthetic(config: Any, workdir: str, family: str) -> tuple[str, str]:
+    """(datasets root, tokenizer dir) of the built-in benchmark under the workdir, generated
+    once by process 0 (the others wait for it on the shared filesystem)."""
+    from vlpet_jax.data import synthetic
 
     root = synthetic_root(workdir)
     kind = "video" if config.get("modality", "image") == "video" else "image"
     sizes = dict(config.data.get("synthetic", {}) or {})
-    ensure_benchmark(root, seed=int(sizes.pop("seed", 0)), kind=kind, **sizes)
-    return root
+    seed = int(sizes.pop("seed", 0))
+    if jax.process_index() == 0:
+        synthetic.ensure_benchmark(root, seed=seed, kind=kind, **sizes)
+    tokenizer = synthetic.tokenizer_path(root, family)
+    _wait_for(os.path.join(tokenizer, "tokenizer.json"))
+    return root, tokenizer
 
 
-def tokenizer_dir(config: Any, root: str) -> str:
-    if config.model.checkpoint:
-        return config.model.checkpoint
+def _wait_for(path: str, timeout_s: float = 600.0) -> None:
+    """Other hosts wait for process 0's files (a shared filesystem is assumed)."""
+    deadline = time.monotonic() + timeout_s
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path}: not written by process 0 within {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def run_tokenizer(config: Any, workdir: str, family: str) -> tuple[str, Any]:
+    """(datasets root, tokenizer): the checkpoint's tokenizer, else the synthetic one."""
     if config.data.root == SYNTHETIC:
-        from vlpet_jax.data.synthetic import tokenizer_path
-
-        return tokenizer_path(root)
+        root, synthetic_tokenizer = ensure_synthetic(config, workdir, family)
+    else:
+        root, synthetic_tokenizer = config.data.root, None
+    if config.model.checkpoint:
+        return root, load_tokenizer(config.model.checkpoint)
+    if synthetic_tokenizer is not None:
+        return root, load_tokenizer(synthetic_tokenizer)
     raise ValueError(
         "config.model.checkpoint is empty: set it to a Hugging Face directory with a tokenizer "
-        "(or use config.data.root=synthetic, which brings its own)"
+        "(or use --config.data.root=synthetic, which brings its own)"
     )
 
 
@@ -64,8 +82,7 @@ def batch_multiple(mesh_batch_devices: int) -> int:
 
 
 def prepare(config: Any, workdir: str, family: str, with_eval: bool = True) -> RunData:
-    root = ensure_synthetic(config, workdir) if config.data.root == SYNTHETIC else config.data.root
-    tokenizer = load_tokenizer(tokenizer_dir(config, root))
+    root, tokenizer = run_tokenizer(config, workdir, family)
     collator = TextCollator(tokenizer, family)
     tasks = list(config.data.tasks)
     sizes = task_batch_sizes(tasks, int(config.data.batch_size))

@@ -1,4 +1,4 @@
-"""Decoding and metrics for every task of a run (SPEC.md §7).
+"""Decoding and metrics for every task of a run (SPEC.md §7); every metric is in percent.
 
 Generation tasks decode with the config's settings (greedy for VQA/GQA, beam for captions, BART's
 no-repeat-3-gram) and compare strings; NLVR2 reads one decoder step and compares the logits of
@@ -120,10 +120,10 @@ class Evaluator:
                 return {"vqa_accuracy": vqa_accuracy(predictions, annotations).overall}
             # Karpathy-split files carry soft scores only: the VL-T5 score of the prediction.
             labels = {uid: ex.references["label"] for uid, ex in examples.items()}
-            return {"vqa_score": 100.0 * gqa_accuracy(predictions, labels).accuracy}
+            return {"vqa_score": gqa_accuracy(predictions, labels).accuracy}
         if task == "gqa":
             labels = {uid: ex.references["label"] for uid, ex in examples.items()}
-            return {"gqa_accuracy": 100.0 * gqa_accuracy(predictions, labels).accuracy}
+            return {"gqa_accuracy": gqa_accuracy(predictions, labels).accuracy}
         if task == "nlvr":
             by_identifier = {
                 examples[uid].references["identifier"]: value for uid, value in predictions.items()
@@ -133,12 +133,12 @@ class Evaluator:
             }
             result = nlvr2_metrics(by_identifier, labels)
             return {
-                "nlvr_accuracy": 100.0 * result.accuracy,
-                "nlvr_consistency": 100.0 * result.consistency,
+                "nlvr_accuracy": result.accuracy,
+                "nlvr_consistency": result.consistency,
             }
         if task in ("tvqa", "how2qa"):
             answers = {uid: ex.references["answer"] for uid, ex in examples.items()}
-            return {f"{task}_accuracy": 100.0 * video_qa_accuracy(predictions, answers).accuracy}
+            return {f"{task}_accuracy": video_qa_accuracy(predictions, answers).accuracy}
         if task in CAPTION_TASKS:
             references = {uid: list(ex.targets) for uid, ex in examples.items()}
             use_meteor = bool(self.config.eval.get("use_meteor", True))

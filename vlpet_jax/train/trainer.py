@@ -66,7 +66,7 @@ def config_to_json(config: Any) -> dict[str, Any]:
 
 
 def _step_batch(batch: Any) -> dict[str, np.ndarray]:
-    arrays = dict(batch.arrays)
+    arrays = {k: v for k, v in batch.arrays.items() if k not in device_data.HOST_ONLY}
     arrays["token_level"] = np.float32(get_task(batch.task).loss_reduction == "token")
     return arrays
 

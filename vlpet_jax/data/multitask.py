@@ -25,13 +25,9 @@ from typing import Any
 import numpy as np
 
 from vlpet_jax.data.batching import Batch, TextCollator, VisualSource, build_batch
+from vlpet_jax.data.consolidated import open_feature_store
 from vlpet_jax.data.examples import Example, best_target, draw_target
-from vlpet_jax.data.features import (
-    ImageFeatureStore,
-    ImageVisuals,
-    VideoFeatureStore,
-    VideoVisuals,
-)
+from vlpet_jax.data.features import ImageVisuals, VideoVisuals
 from vlpet_jax.data.tasks import get_task
 from vlpet_jax.data.tasks.registry import TaskSpec
 
@@ -84,21 +80,23 @@ def load_task_source(
     feature_dir: str | Path | None = None,
     cache_items: int = 1024,
     options: Mapping[str, Any] | None = None,
+    consolidated: bool | str | Path | None = None,
 ) -> TaskSource:
     """Read ``split`` of task ``name`` from a VL-T5 ``datasets/`` tree and open its feature store.
 
-    ``feature_dir`` overrides the task's default location under ``root``.
+    ``feature_dir`` overrides the task's default location under ``root``. ``consolidated`` picks
+    the one-file store (``vlpet_jax.data.consolidated.open_feature_store``): None uses
+    ``<feature_dir>.h5`` when it exists, True requires it, False reads the per-item files, a path
+    names the file.
     """
     spec = get_task(name)
     examples = spec.load(root, split, train=train, **dict(options or {}))
     directory = (
         Path(feature_dir) if feature_dir is not None else Path(root) / spec.feature_dir(split)
     )
-    visuals: VisualSource
-    if spec.visual == "video":
-        visuals = VideoVisuals(VideoFeatureStore(directory, cache_items=cache_items))
-    else:
-        visuals = ImageVisuals(ImageFeatureStore(directory, cache_items=cache_items))
+    kind = "video" if spec.visual == "video" else "image"
+    store = open_feature_store(kind, directory, consolidated=consolidated, cache_items=cache_items)
+    visuals: VisualSource = VideoVisuals(store) if kind == "video" else ImageVisuals(store)
     return TaskSource(spec, examples, batch_size, visuals)
 
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from vlpet_jax.models.config import BackboneConfig
 from vlpet_jax.models.encdec import EncoderDecoderMixin
-from vlpet_jax.models.hooks import PetHooks, Site
+from vlpet_jax.models.hooks import PetHooks, Site, apply_sublayer_hook
 from vlpet_jax.models.layers import (
     ABSPOS,
     EMBED,
@@ -98,13 +98,14 @@ class BartBlock(nn.Module):
         self.pet_ff = hooks.sublayer(Site(self.stack, self.layer, "ff"))
         self.dropout = nn.Dropout(cfg.dropout_rate)
 
-    def _residual(self, x, h, pet, norm, train: bool) -> Array:
+    def _residual(self, x, h, pet, norm, train: bool, pet_context=None) -> Array:
         if pet is not None:
-            h = pet(x, h, train=train)
+            h = apply_sublayer_hook(pet, x, h, train, pet_context)
         return norm(x + self.dropout(h, deterministic=not train))
 
-    def _feed_forward(self, x: Array, train: bool) -> Array:
-        return self._residual(x, self.ff(x, train), self.pet_ff, self.ff_norm, train)
+    def _feed_forward(self, x: Array, train: bool, pet_context=None) -> Array:
+        h = self.ff(x, train)
+        return self._residual(x, h, self.pet_ff, self.ff_norm, train, pet_context)
 
     def __call__(
         self,
@@ -113,22 +114,32 @@ class BartBlock(nn.Module):
         enc_kv: tuple[Array, Array] | None = None,
         cross_bias: Array | None = None,
         train: bool = False,
+        pet_context=None,
     ) -> Array:
+        ctx = pet_context
         h = self.self_attn(x, x, self_bias, train)
-        x = self._residual(x, h, self.pet_self_attn, self.self_attn_norm, train)
+        x = self._residual(x, h, self.pet_self_attn, self.self_attn_norm, train, ctx)
         if self.is_decoder:
             h = self.cross_attn.attend(x, *enc_kv, cross_bias, train)
-            x = self._residual(x, h, self.pet_cross_attn, self.cross_attn_norm, train)
-        return self._feed_forward(x, train)
+            x = self._residual(x, h, self.pet_cross_attn, self.cross_attn_norm, train, ctx)
+        return self._feed_forward(x, train, ctx)
 
     def decode_step(
-        self, x: Array, self_cache: dict, index: Array, self_bias: Array, enc_kv, cross_bias
+        self,
+        x: Array,
+        self_cache: dict,
+        index: Array,
+        self_bias: Array,
+        enc_kv,
+        cross_bias,
+        pet_context=None,
     ) -> tuple[Array, dict]:
+        ctx = pet_context
         h, self_cache = self.self_attn.decode_self(x, self_cache, index, self_bias)
-        x = self._residual(x, h, self.pet_self_attn, self.self_attn_norm, False)
+        x = self._residual(x, h, self.pet_self_attn, self.self_attn_norm, False, ctx)
         h = self.cross_attn.attend(x, *enc_kv, cross_bias)
-        x = self._residual(x, h, self.pet_cross_attn, self.cross_attn_norm, False)
-        return self._feed_forward(x, False), self_cache
+        x = self._residual(x, h, self.pet_cross_attn, self.cross_attn_norm, False, ctx)
+        return self._feed_forward(x, False, ctx), self_cache
 
 
 class BartModel(EncoderDecoderMixin, nn.Module):
@@ -159,7 +170,7 @@ class BartModel(EncoderDecoderMixin, nn.Module):
         self.decoder_layers = [
             BartBlock(cfg, "decoder", i, hooks, **dt) for i in range(cfg.num_decoder_layers)
         ]
-        self.encoder_prefix = hooks.encoder_prefix()
+        self.pet_encoder_prefix = hooks.encoder_prefix()
         self.dropout = nn.Dropout(cfg.dropout_rate)
         self.embed_scale = cfg.d_model**0.5 if cfg.scale_embedding else 1.0
         # A zero buffer in Hugging Face; a (frozen) parameter here so it travels with the tree.
@@ -177,16 +188,18 @@ class BartModel(EncoderDecoderMixin, nn.Module):
         extra_embeds: Array | None = None,
         extra_mask: Array | None = None,
         train: bool = False,
+        pet_context=None,
     ) -> tuple[Array, Array]:
         """Encoder states (B, N, d) and keep-mask (B, N); positions and `layernorm_embedding`
-        cover the text only, `extra_embeds` (visual tokens) are appended after it (SPEC.md §2)."""
+        cover the text only, `extra_embeds` (visual tokens) are appended after it (SPEC.md §2).
+        `pet_context` is the output of the hooks' shared module, if any (see `hooks.py`)."""
         length = input_ids.shape[1]
         positions = jnp.arange(length) + POSITION_OFFSET
         x = self.shared(input_ids) * self.embed_scale + self.encoder_positions(positions)[None]
         mask = attention_mask.astype(bool)
-        if self.encoder_prefix is not None:
+        if self.pet_encoder_prefix is not None:
             # Prompt tuning: after positions, before layernorm_embedding (SPEC.md §5).
-            x, mask = self.encoder_prefix(x, mask, train=train)
+            x, mask = self.pet_encoder_prefix(x, mask, train=train)
         x = self.encoder_layernorm_embedding(x)
         if extra_embeds is not None:
             x = jnp.concatenate([x, extra_embeds.astype(x.dtype)], axis=1)
@@ -197,7 +210,7 @@ class BartModel(EncoderDecoderMixin, nn.Module):
         x = nn.with_logical_constraint(x, ("batch", "length", EMBED))
         bias = mask_to_bias(mask)[:, None, None, :]
         for layer in self.encoder_layers:
-            x = layer(x, bias, train=train)
+            x = layer(x, bias, train=train, pet_context=pet_context)
         return x, mask
 
     # ---------------------------------------------------------------- decoder
@@ -220,6 +233,7 @@ class BartModel(EncoderDecoderMixin, nn.Module):
         enc_mask: Array,
         decoder_attention_mask: Array | None = None,
         train: bool = False,
+        pet_context=None,
     ) -> Array:
         """Teacher-forced logits (B, T, vocab) for every decoder position."""
         length = decoder_input_ids.shape[1]
@@ -229,15 +243,17 @@ class BartModel(EncoderDecoderMixin, nn.Module):
         if decoder_attention_mask is not None:
             keep = keep & decoder_attention_mask.astype(bool)[:, None, None, :]
         self_bias = mask_to_bias(keep)
-        x = self._run_decoder_layers(x, self_bias, enc_hidden, enc_mask, train)
+        x = self._run_decoder_layers(x, self_bias, enc_hidden, enc_mask, train, pet_context)
         return self._logits(x)
 
     # ---------------------------------------------------------------- incremental decoding
 
-    def decode_step(self, tokens: Array, cache: dict, index: Array) -> tuple[Array, dict]:
+    def decode_step(
+        self, tokens: Array, cache: dict, index: Array, pet_context=None
+    ) -> tuple[Array, dict]:
         """Logits (N, vocab) for the token after `tokens` (N,) at position `index`."""
         x = self._embed_decoder(tokens[:, None], jnp.reshape(index, (1, 1)), False)
         max_length = cache["self"][0]["k"].shape[1]
         self_bias = mask_to_bias(jnp.arange(max_length) <= index)
-        x, cache = self._step_decoder_layers(x, cache, index, self_bias)
+        x, cache = self._step_decoder_layers(x, cache, index, self_bias, pet_context)
         return self._logits(x)[:, 0], cache

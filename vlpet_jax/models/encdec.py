@@ -33,12 +33,18 @@ class EncoderDecoderMixin:
         return self.decode(decoder_input_ids, enc_hidden, enc_mask, decoder_attention_mask, train)
 
     def _run_decoder_layers(
-        self, x: Array, self_bias: Array, enc_hidden: Array, enc_mask: Array, train: bool
+        self,
+        x: Array,
+        self_bias: Array,
+        enc_hidden: Array,
+        enc_mask: Array,
+        train: bool,
+        pet_context=None,
     ) -> Array:
         cross_bias = mask_to_bias(enc_mask)[:, None, None, :]
         for layer in self.decoder_layers:
             enc_kv = layer.cross_attn.project_kv(enc_hidden, train)
-            x = layer(x, self_bias, enc_kv, cross_bias, train=train)
+            x = layer(x, self_bias, enc_kv, cross_bias, train=train, pet_context=pet_context)
         return x
 
     def init_cache(self, enc_hidden: Array, enc_mask: Array, max_length: int) -> dict:
@@ -60,12 +66,13 @@ class EncoderDecoderMixin:
         }
 
     def _step_decoder_layers(
-        self, x: Array, cache: dict, index: Array, self_bias: Array
+        self, x: Array, cache: dict, index: Array, self_bias: Array, pet_context=None
     ) -> tuple[Array, dict]:
         new_self = []
         for layer, self_cache, cross in zip(self.decoder_layers, cache["self"], cache["cross"]):
+            enc_kv = (cross["k"], cross["v"])
             x, self_cache = layer.decode_step(
-                x, self_cache, index, self_bias, (cross["k"], cross["v"]), cache["cross_bias"]
+                x, self_cache, index, self_bias, enc_kv, cache["cross_bias"], pet_context
             )
             new_self.append(self_cache)
         return x, {**cache, "self": new_self}

@@ -9,7 +9,13 @@ scope with a `pet_` name) and call it with a fixed convention:
 * `projection(site, name)`: called as `module(inputs, train=...) -> delta`, added to the output of
   attention projection `name` in {"q", "k", "v", "o"} (LoRA; VL-PET's decoder value adapter).
 * `encoder_prefix()`: called as `module(embeds, mask, train=...) -> (embeds, mask)` on the encoder
-  input embeddings before the first layer (prompt tuning).
+  input embeddings before the first layer (prompt tuning); the backbone owns it as
+  `pet_encoder_prefix`.
+* `shared()`: one module for the whole model, owned by the VL model as `pet_shared` and called as
+  `module(task_ids, train=...) -> context` (`task_ids` the batch's (B,) int ids, or None) before
+  the backbone runs. When it exists, every `sublayer` module is called with the extra keyword
+  `context=context` (HyperFormer: hyper-networks shared by all layers generate each site's adapter
+  from task and layer embeddings, so the parameters cannot live at the sites).
 
 A method returns `None` where it adds nothing, so the plain backbone is `PetHooks()`. Hooks are
 frozen dataclasses: hashable, so a granularity choice is part of the compiled program.
@@ -53,3 +59,14 @@ class PetHooks:
 
     def encoder_prefix(self) -> nn.Module | None:
         return None
+
+    def shared(self) -> nn.Module | None:
+        return None
+
+
+def apply_sublayer_hook(module: nn.Module, x, h, train: bool, context=None):
+    """Call a `sublayer` module with the convention above: `context` only when the hooks have a
+    shared module, so methods without one keep the plain `module(x, h, train=...)` signature."""
+    if context is None:
+        return module(x, h, train=train)
+    return module(x, h, context=context, train=train)

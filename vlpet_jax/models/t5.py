@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from vlpet_jax.models.config import BackboneConfig
 from vlpet_jax.models.encdec import EncoderDecoderMixin
-from vlpet_jax.models.hooks import PetHooks, Site
+from vlpet_jax.models.hooks import PetHooks, Site, apply_sublayer_hook
 from vlpet_jax.models.layers import (
     EMBED,
     MLP,
@@ -111,13 +111,16 @@ class T5Block(nn.Module):
         self.pet_ff = hooks.sublayer(ff_site)
         self.dropout = nn.Dropout(cfg.dropout_rate)
 
-    def _residual(self, x: Array, h: Array, pet: nn.Module | None, train: bool) -> Array:
+    def _residual(
+        self, x: Array, h: Array, pet: nn.Module | None, train: bool, pet_context=None
+    ) -> Array:
         if pet is not None:
-            h = pet(x, h, train=train)
+            h = apply_sublayer_hook(pet, x, h, train, pet_context)
         return x + self.dropout(h, deterministic=not train)
 
-    def _feed_forward(self, x: Array, train: bool) -> Array:
-        return self._residual(x, self.ff(self.ff_norm(x), train), self.pet_ff, train)
+    def _feed_forward(self, x: Array, train: bool, pet_context=None) -> Array:
+        h = self.ff(self.ff_norm(x), train)
+        return self._residual(x, h, self.pet_ff, train, pet_context)
 
     def __call__(
         self,
@@ -126,25 +129,33 @@ class T5Block(nn.Module):
         enc_kv: tuple[Array, Array] | None = None,
         cross_bias: Array | None = None,
         train: bool = False,
+        pet_context=None,
     ) -> Array:
         normed = self.self_attn_norm(x)
         h = self.self_attn(normed, normed, self_bias, train)
-        x = self._residual(x, h, self.pet_self_attn, train)
+        x = self._residual(x, h, self.pet_self_attn, train, pet_context)
         if self.is_decoder:
             h = self.cross_attn.attend(self.cross_attn_norm(x), *enc_kv, cross_bias, train)
-            x = self._residual(x, h, self.pet_cross_attn, train)
-        return self._feed_forward(x, train)
+            x = self._residual(x, h, self.pet_cross_attn, train, pet_context)
+        return self._feed_forward(x, train, pet_context)
 
     def decode_step(
-        self, x: Array, self_cache: dict, index: Array, self_bias: Array, enc_kv, cross_bias
+        self,
+        x: Array,
+        self_cache: dict,
+        index: Array,
+        self_bias: Array,
+        enc_kv,
+        cross_bias,
+        pet_context=None,
     ) -> tuple[Array, dict]:
         h, self_cache = self.self_attn.decode_self(
             self.self_attn_norm(x), self_cache, index, self_bias
         )
-        x = self._residual(x, h, self.pet_self_attn, False)
+        x = self._residual(x, h, self.pet_self_attn, False, pet_context)
         h = self.cross_attn.attend(self.cross_attn_norm(x), *enc_kv, cross_bias)
-        x = self._residual(x, h, self.pet_cross_attn, False)
-        return self._feed_forward(x, False), self_cache
+        x = self._residual(x, h, self.pet_cross_attn, False, pet_context)
+        return self._feed_forward(x, False, pet_context), self_cache
 
 
 class T5Model(EncoderDecoderMixin, nn.Module):
@@ -182,7 +193,7 @@ class T5Model(EncoderDecoderMixin, nn.Module):
             self.lm_head = Dense(
                 cfg.vocab_size, (EMBED, "vocab"), use_bias=False, kernel_init=normal_init(1.0), **dt
             )
-        self.encoder_prefix = hooks.encoder_prefix()
+        self.pet_encoder_prefix = hooks.encoder_prefix()
         self.dropout = nn.Dropout(cfg.dropout_rate)
 
     # ---------------------------------------------------------------- encoder
@@ -194,11 +205,13 @@ class T5Model(EncoderDecoderMixin, nn.Module):
         extra_embeds: Array | None = None,
         extra_mask: Array | None = None,
         train: bool = False,
+        pet_context=None,
     ) -> tuple[Array, Array]:
         """Encoder states (B, N, d) and the keep-mask (B, N) the decoder attends with.
 
         `extra_embeds` (visual tokens) are appended after the text; relative position bias covers
         the text×text block only and is 0 for every entry involving an extra token (SPEC.md §2).
+        `pet_context` is the output of the hooks' shared module, if any (see `hooks.py`).
         """
         x = self.shared(input_ids)
         mask = attention_mask.astype(bool)
@@ -208,10 +221,10 @@ class T5Model(EncoderDecoderMixin, nn.Module):
             if extra_mask is None:
                 extra_mask = jnp.ones(extra_embeds.shape[:2], bool)
             mask = jnp.concatenate([mask, extra_mask.astype(bool)], axis=1)
-        if self.encoder_prefix is not None:
+        if self.pet_encoder_prefix is not None:
             # Prompt vectors go before the text and share its relative-position block.
             before = x.shape[1]
-            x, mask = self.encoder_prefix(x, mask, train=train)
+            x, mask = self.pet_encoder_prefix(x, mask, train=train)
             num_text += x.shape[1] - before
         x = self.dropout(x, deterministic=not train)
         x = nn.with_logical_constraint(x, ("batch", "length", EMBED))
@@ -221,7 +234,7 @@ class T5Model(EncoderDecoderMixin, nn.Module):
         position_bias = jnp.pad(text_bias, ((0, 0), (0, 0), (0, extra), (0, extra)))
         bias = position_bias + mask_to_bias(mask)[:, None, None, :]
         for layer in self.encoder_layers:
-            x = layer(x, bias, train=train)
+            x = layer(x, bias, train=train, pet_context=pet_context)
         x = self.dropout(self.encoder_final_norm(x), deterministic=not train)
         return x, mask
 
@@ -243,6 +256,7 @@ class T5Model(EncoderDecoderMixin, nn.Module):
         enc_mask: Array,
         decoder_attention_mask: Array | None = None,
         train: bool = False,
+        pet_context=None,
     ) -> Array:
         """Teacher-forced logits (B, T, vocab) for every decoder position."""
         x = self.dropout(self.shared(decoder_input_ids), deterministic=not train)
@@ -252,19 +266,21 @@ class T5Model(EncoderDecoderMixin, nn.Module):
         if decoder_attention_mask is not None:
             keep = keep & decoder_attention_mask.astype(bool)[:, None, None, :]
         self_bias = self.decoder_relative_bias(positions, positions) + mask_to_bias(keep)
-        x = self._run_decoder_layers(x, self_bias, enc_hidden, enc_mask, train)
+        x = self._run_decoder_layers(x, self_bias, enc_hidden, enc_mask, train, pet_context)
         x = self.dropout(self.decoder_final_norm(x), deterministic=not train)
         return self._logits(x)
 
     # ---------------------------------------------------------------- incremental decoding
 
-    def decode_step(self, tokens: Array, cache: dict, index: Array) -> tuple[Array, dict]:
+    def decode_step(
+        self, tokens: Array, cache: dict, index: Array, pet_context=None
+    ) -> tuple[Array, dict]:
         """Logits (N, vocab) for the token after `tokens` (N,) at position `index`."""
         x = self.shared(tokens[:, None])
         max_length = cache["self"][0]["k"].shape[1]
         keys = jnp.arange(max_length)
         query = jnp.reshape(index, (1,))
         self_bias = self.decoder_relative_bias(query, keys) + mask_to_bias(keys <= index)
-        x, cache = self._step_decoder_layers(x, cache, index, self_bias)
+        x, cache = self._step_decoder_layers(x, cache, index, self_bias, pet_context)
         logits = self._logits(self.decoder_final_norm(x))[:, 0]
         return logits, cache

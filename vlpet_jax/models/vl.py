@@ -6,7 +6,8 @@ after the text (SPEC.md §2), with PET modules attached through the backbone's h
 `batch` keys: `input_ids`, `attention_mask` (B, L); `vis_feats` (B, V, feat_dim);
 `decoder_input_ids` (B, T); optional `vis_pos` (B, V, 4) boxes (default zeros, as grid features
 have), `img_order_ids` (B, V) (default 0), `obj_order_ids` (B, V) (default 0..V-1),
-`decoder_attention_mask` (B, T) (default: causal only, as the released code trains).
+`decoder_attention_mask` (B, T) (default: causal only, as the released code trains), `task_ids`
+(B,) (read only by PET methods with a shared, task-conditioned module: HyperFormer).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class VLModel(nn.Module):
     def setup(self) -> None:
         cfg = self.backbone_cfg
         self.backbone = build_backbone(cfg, self.hooks, self.dtype, self.param_dtype)
+        # A PET module shared by every hook site (HyperFormer's hyper-networks), or None.
+        self.pet_shared = self.hooks.shared()
         self.visual_embedding = VisualEmbedding(
             family=cfg.family,
             d_model=cfg.d_model,
@@ -76,11 +79,22 @@ class VLModel(nn.Module):
         codes = self.backbone.shared(self.backbone_cfg.vocab_size - 1 - obj_order)
         return self.visual_embedding(feats, boxes, img_order, codes)
 
+    def pet_context(self, task_ids: Array | None, train: bool = False) -> Any:
+        """What the hooks' shared module hands every hook site (None without one)."""
+        if self.pet_shared is None:
+            return None
+        return self.pet_shared(task_ids, train=train)
+
     def encode(self, batch: Batch, train: bool = False) -> tuple[Array, Array]:
         """Encoder states (B, L + V, d) and the keep-mask [text_mask, ones(V)]."""
         vis_tokens = self.embed_visual(batch)
         return self.backbone.encode(
-            batch["input_ids"], batch["attention_mask"], vis_tokens, None, train=train
+            batch["input_ids"],
+            batch["attention_mask"],
+            vis_tokens,
+            None,
+            train=train,
+            pet_context=self.pet_context(batch.get("task_ids"), train),
         )
 
     def decode(self, batch: Batch, enc_hidden: Array, enc_mask: Array, train: bool = False):
@@ -90,6 +104,7 @@ class VLModel(nn.Module):
             enc_mask,
             batch.get("decoder_attention_mask"),
             train,
+            pet_context=self.pet_context(batch.get("task_ids"), train),
         )
 
     def __call__(self, batch: Batch, train: bool = False) -> Array:
@@ -98,8 +113,21 @@ class VLModel(nn.Module):
         enc_hidden, enc_mask = self.encode(batch, train)
         return self.decode(batch, enc_hidden, enc_mask, train)
 
-    def init_cache(self, enc_hidden: Array, enc_mask: Array, max_length: int) -> dict:
-        return self.backbone.init_cache(enc_hidden, enc_mask, max_length)
+    def init_cache(
+        self, enc_hidden: Array, enc_mask: Array, max_length: int, task_ids: Array | None = None
+    ) -> dict:
+        """The backbone's decode cache; with a shared PET module it also keeps the rows' `task_ids`
+        (one per row, like every cache leaf) so each step can rebuild the shared context."""
+        cache = self.backbone.init_cache(enc_hidden, enc_mask, max_length)
+        if self.pet_shared is not None:
+            if task_ids is None:
+                raise ValueError(
+                    f"PET hooks {type(self.hooks).__name__} condition on the task: pass the "
+                    "batch's task_ids (repeated per beam) to init_cache"
+                )
+            cache["task_ids"] = jnp.asarray(task_ids)
+        return cache
 
     def decode_step(self, tokens: Array, cache: dict, index: Array) -> tuple[Array, dict]:
-        return self.backbone.decode_step(tokens, cache, index)
+        context = self.pet_context(cache.get("task_ids"))
+        return self.backbone.decode_step(tokens, cache, index, pet_context=context)

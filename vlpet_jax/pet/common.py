@@ -8,6 +8,7 @@ zero-initialised.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -77,3 +78,19 @@ class Bottleneck(nn.Module):
             name="up", dtype=self.dtype,
         )  # fmt: skip
         return up(gelu_tanh(h))
+
+
+def pet_option(pet: Mapping[str, Any], key: str, default: Any) -> Any:
+    """`pet[key]`, or the paper's `default`. The `pet` mapping is shared by every method (config
+    field `config.pet`), so a method reads only its own keys and ignores the others."""
+    value = pet.get(key, default)
+    return default if value is None else value
+
+
+def reduced_rank(d_model: int, reduction: int, key: str) -> int:
+    """Bottleneck width r = d // reduction, as the adapter baselines size it (SPEC.md §5)."""
+    if reduction < 1 or d_model // reduction < 1:
+        raise ValueError(
+            f"pet field {key!r} is {reduction}; it must be between 1 and d_model={d_model}"
+        )
+    return d_model // reduction

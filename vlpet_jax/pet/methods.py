@@ -1,7 +1,11 @@
-"""The registered PET methods: VL-PET at each granularity and full fine-tuning.
+"""The registered PET methods: VL-PET at each granularity and full fine-tuning here; the baselines
+of SPEC.md §5 register themselves from their own modules, imported at the end of this file:
+
+    bitfit, prompt, vl_adapter (alias adapter), compacter, hyperformer, lora,
+    vl_adapter+g_<level>+lw, compacter+g_<level>+lw      (level: large, middle_x, middle_y, small)
 
 Sizes come from the `pet` mapping (config field `config.pet`); missing entries take the paper's
-defaults for the backbone (SPEC.md §8).
+defaults for the backbone (SPEC.md §5, §8).
 """
 
 from __future__ import annotations
@@ -48,3 +52,15 @@ for _level in LEVELS:
 def _full_ft(backbone: BackboneConfig, pet: Mapping[str, Any]) -> PetMethod:
     del backbone, pet
     return PetMethod("full_ft", PetHooks(), [rules.TRAIN_ALL], "full fine-tuning")
+
+
+# The baselines register themselves on import (after the registry and VL-PET above exist).
+from vlpet_jax.pet import (  # noqa: E402, F401
+    adapters,
+    bitfit,
+    compacter,
+    gated_designs,
+    hyperformer,
+    lora,
+    prompt,
+)

@@ -47,3 +47,15 @@ def bias_rules(backbone: BackboneConfig) -> list[tuple[str, bool]]:
     if backbone.is_t5:
         return []
     return [(r"backbone/.*/bias", True)]
+
+
+def relative_attention_bias_rules(backbone: BackboneConfig) -> list[tuple[str, bool]]:
+    """T5's relative-position tables (`relative_attention_bias` in Hugging Face names).
+
+    The released code selects BitFit's and LoRA's extra parameters with `"bias" in name`, which
+    also matches these two tables on T5 (SPEC.md §5: where paper and code differ, the code wins).
+    BART has no such table.
+    """
+    if backbone.is_t5:
+        return [(r"backbone/(en|de)coder_relative_bias/embedding", True)]
+    return []

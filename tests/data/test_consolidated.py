@@ -14,11 +14,13 @@ import h5py
 import numpy as np
 import pytest
 
+from vlpet_jax.bench import input_pipeline
 from vlpet_jax.data import consolidated as C
 from vlpet_jax.data.annotations import DataFormatError
 from vlpet_jax.data.batching import TextCollator
 from vlpet_jax.data.features import ImageFeatureStore, VideoFeatureStore
 from vlpet_jax.data.multitask import MultitaskIterator, load_task_source
+from vlpet_jax.data.synthetic import generate_benchmark
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_IDS = ["COCO_val2014_000000000042", "COCO_train2014_000000000009", "img_b", "img_a"]
@@ -250,3 +252,21 @@ def test_launcher_writes_the_file_and_prints_the_summary(video_dir):
     )  # fmt: skip
     assert '"items": 3' in result.stdout and '"rows": 74' in result.stdout
     assert len(C.ConsolidatedVideoStore(out, feat_dim=6)) == 3
+
+
+def test_pipeline_benchmark_times_both_stores_on_a_tiny_benchmark(tmp_path, t5_tokenizer):
+    root = tmp_path / "datasets"
+    generate_benchmark(root, seed=0, kind="image", coco_images=(4, 0, 2, 2), gqa_images=(2, 2, 2),
+                       nlvr_images=(4, 2, 2), nlvr_groups=(2, 1, 1))  # fmt: skip
+    made = input_pipeline.consolidate_all(root, ["nlvr", "vqa", "caption"])
+    assert [(r["feature_dir"], r["items"]) for r in made] == [
+        ("COCO/clip_features/data_clip_RN101_att", 8),
+        ("nlvr/clip_features/data_clip_RN101_att", 8),
+    ]
+    collator = TextCollator(t5_tokenizer, "t5")
+    for store, prefetch in [("files", False), ("consolidated", True)]:
+        record = input_pipeline.measure(
+            root, "nlvr", collator, 3, store=store, prefetch=prefetch, batches=4
+        )
+        assert record["store"] == store and record["prefetch"] is prefetch
+        assert record["batches"] == 4 and record["examples_per_s"] > 0

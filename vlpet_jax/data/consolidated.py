@@ -55,7 +55,7 @@ FeatureKind = Literal["image", "video"]
 FORMAT = "vlpet_jax.consolidated_features"
 VERSION = 1
 SUFFIX = {"image": ".h5", "video": ".npz"}  # per-item file suffix of each kind (SPEC.md §2)
-_WRITE_BATCH_ROWS = 1 << 16  # rows buffered per HDF5 write while converting
+_WRITE_BATCH_ROWS = 1 << 14  # rows per HDF5 write while converting (64 MiB of 2048-d float16)
 
 
 class MissingFeatureError(KeyError):

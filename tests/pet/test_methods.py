@@ -40,24 +40,13 @@ from vlpet_jax.pet.trainability import (
 
 FAMILIES = ("t5", "bart")
 LEVELS = ("large", "middle_x", "middle_y", "small")
-# Small sizes through the shared `pet` mapping (the keys configs/common.py writes).
+# Small sizes through the shared `pet` mapping (the keys configs/common.py writes); every
+# bottleneck is 8 wide (d_model / 4), so modules share op shapes.
 PET = dict(
-    rank=8,
-    num_heads=4,
-    gate_rank=8,
-    value_rank=8,
-    adapter_reduction=4,
-    compacter_reduction=4,
-    compacter_n=2,
-    hyper_reduction=4,
-    hyper_task_dim=16,
-    hyper_hidden_dim=8,
-    hyper_projected_dim=8,
-    lora_rank=8,
-    lora_alpha=16.0,
-    prompt_length=3,
-    prompt_hidden=8,
-)  # fmt: skip (every bottleneck 8 wide: d_model / 4)
+    rank=8, num_heads=4, gate_rank=8, value_rank=8, adapter_reduction=4, compacter_reduction=4,
+    compacter_n=2, hyper_reduction=4, hyper_task_dim=16, hyper_hidden_dim=8,
+    hyper_projected_dim=8, lora_rank=8, lora_alpha=16.0, prompt_length=3, prompt_hidden=8,
+)  # fmt: skip
 
 # ---------------------------------------------------------------- expected trainable sets
 
@@ -302,8 +291,7 @@ def _trained(name: str, family: str) -> Trained:
         trainable, frozen = split_params(current, method.rules)
         (value, sown), grads = grad_fn(trainable, frozen, jax.random.key(10 + step))
         assert np.isfinite(value)
-        full_grads = merge_params(grads, frozen_grads)
-        updates, state = tx.update(full_grads, state, current)
+        updates, state = tx.update(merge_params(grads, frozen_grads), state, current)
         current = optax.apply_updates(current, updates)
     gates = {
         "/".join(k[:-1]): np.asarray(v[0])

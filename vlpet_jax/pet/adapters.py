@@ -57,13 +57,15 @@ class AdapterHooks(PetHooks):
         return SequentialAdapter(self.rank, self.family)
 
 
+def adapter_sizes(backbone: BackboneConfig, pet: Mapping[str, Any]) -> dict[str, Any]:
+    """The bottleneck width from the `pet` mapping (key `adapter_reduction`)."""
+    reduction = pet_option(pet, "adapter_reduction", ADAPTER_REDUCTION)
+    return dict(rank=reduced_rank(backbone.d_model, reduction, "adapter_reduction"))
+
+
 @register("vl_adapter", "adapter")
 def _vl_adapter(backbone: BackboneConfig, pet: Mapping[str, Any]) -> PetMethod:
-    reduction = pet_option(pet, "adapter_reduction", ADAPTER_REDUCTION)
-    hooks = AdapterHooks(
-        rank=reduced_rank(backbone.d_model, reduction, "adapter_reduction"),
-        family=backbone.family,
-    )
+    hooks = AdapterHooks(family=backbone.family, **adapter_sizes(backbone, pet))
     trainable = [rules.VISUAL, rules.PET, *rules.all_norm_rules(backbone)]
     return PetMethod(
         name="vl_adapter",

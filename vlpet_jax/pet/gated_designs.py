@@ -16,7 +16,7 @@ VL-PET's (on T5 the gate's output layer and z start at zero). Scale s: BART 1.0,
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -25,8 +25,8 @@ import jax
 from vlpet_jax.models.config import BackboneConfig
 from vlpet_jax.models.hooks import PetHooks, Site
 from vlpet_jax.pet import rules
-from vlpet_jax.pet.adapters import ADAPTER_REDUCTION, SequentialAdapter
-from vlpet_jax.pet.common import Bottleneck, pet_option, reduced_rank
+from vlpet_jax.pet.adapters import SequentialAdapter, adapter_sizes
+from vlpet_jax.pet.common import Bottleneck, pet_option
 from vlpet_jax.pet.compacter import (
     PHM_DIM,
     PHM_INIT_RANGE,
@@ -64,14 +64,14 @@ class GatedCompacter(GatedModification):
 class GatedDesignHooks(PetHooks):
     """Gated method modules on the encoder sub-layers, the plain module on decoder cross-attn."""
 
-    base: str = "vl_adapter"  # "vl_adapter" or "compacter"
+    base: str = "vl_adapter"  # a key of BASES
     level: str = "large"
     family: str = "bart"
     rank: int = 96
     gate_rank: int = 96
     scale: float = 1.0
-    phm_dim: int = PHM_DIM
-    init_range: float = PHM_INIT_RANGE
+    phm_dim: int = PHM_DIM  # Compacter only
+    init_range: float = PHM_INIT_RANGE  # Compacter only
 
     def __post_init__(self):
         if self.level not in LEVELS:
@@ -89,16 +89,21 @@ class GatedDesignHooks(PetHooks):
 
 @dataclasses.dataclass(frozen=True)
 class _Base:
-    gated: Any  # (hooks) -> encoder module
-    plain: Any  # (hooks) -> decoder cross-attention module
+    """How an existing method enters the design: its sizes and its two kinds of module."""
+
+    sizes: Callable[[BackboneConfig, Mapping[str, Any]], dict[str, Any]]
+    gated: Callable[[GatedDesignHooks], nn.Module]  # encoder self-attention and FFN
+    plain: Callable[[GatedDesignHooks], nn.Module]  # decoder cross-attention
 
 
 BASES = {
     "vl_adapter": _Base(
+        sizes=adapter_sizes,
         gated=lambda h: GatedAdapter(h.level, h.family, h.rank, h.gate_rank, h.scale),
         plain=lambda h: SequentialAdapter(h.rank, h.family),
     ),
     "compacter": _Base(
+        sizes=compacter_sizes,
         gated=lambda h: GatedCompacter(
             h.level,
             h.family,
@@ -113,20 +118,11 @@ BASES = {
 }
 
 
-def _base_sizes(base: str, backbone: BackboneConfig, pet: Mapping[str, Any]) -> dict[str, Any]:
-    if base == "compacter":
-        return compacter_sizes(backbone, pet)
-    reduction = pet_option(pet, "adapter_reduction", ADAPTER_REDUCTION)
-    return dict(rank=reduced_rank(backbone.d_model, reduction, "adapter_reduction"))
-
-
-def _gated_design(base: str, level: str):
+def _gated_design(base: str, level: str) -> Callable[..., PetMethod]:
     def factory(backbone: BackboneConfig, pet: Mapping[str, Any]) -> PetMethod:
         gate = {k: pet_option(pet, k, v) for k, v in GATE_DEFAULTS[backbone.family].items()}
-        hooks = GatedDesignHooks(
-            base=base, level=level, family=backbone.family, **gate,
-            **_base_sizes(base, backbone, pet),
-        )  # fmt: skip
+        sizes = BASES[base].sizes(backbone, pet)
+        hooks = GatedDesignHooks(base, level, backbone.family, **sizes, **gate)
         trainable = [rules.VISUAL, rules.PET, *rules.encoder_norm_rules(backbone)]
         return PetMethod(
             name=f"{base}+g_{level}+lw",

@@ -132,18 +132,12 @@ class HyperFormerShared(nn.Module):
         task = jnp.reshape(jnp.asarray(task_ids), (-1,))[0]  # single-task batches (docstring)
         task_embedding = jnp.take(table, task, axis=0, mode="fill", fill_value=jnp.nan)
         layers = {"encoder": self.num_encoder_layers, "decoder": self.num_decoder_layers}
+        sizes = dict(
+            d_model=self.d_model, rank=self.rank, task_dim=self.task_dim,
+            hidden_dim=self.hidden_dim, projected_dim=self.projected_dim, family=self.family,
+        )  # fmt: skip
         return {
-            stack: StackHyperNet(
-                kinds,
-                layers[stack],
-                self.d_model,
-                self.rank,
-                self.task_dim,
-                self.hidden_dim,
-                self.projected_dim,
-                self.family,
-                name=stack,
-            )(task_embedding)
+            stack: StackHyperNet(kinds, layers[stack], name=stack, **sizes)(task_embedding)
             for stack, kinds in STACK_KINDS.items()
         }
 

@@ -65,7 +65,9 @@ class GranularityGate(nn.Module):
 
 
 class GatedModification(nn.Module):
-    """H' = s · G ⊙ (H + ΔH) on one encoder sub-layer. `modification` computes ΔH from H."""
+    """H' = s · G ⊙ (H + ΔH) on one encoder sub-layer. `modification` computes ΔH from H: here
+    VL-PET's multi-head bottleneck; subclasses put an existing method's body there instead
+    (`gated_designs.py`, SPEC.md §5 "VL-PET designs on existing methods")."""
 
     level: str
     family: str

@@ -17,8 +17,9 @@ from jax.sharding import Mesh
 
 from vlpet_jax.train import sharding
 
-# Keys the host pipeline produces that the device never needs.
-HOST_ONLY = frozenset({"task_ids"})
+# Keys the host pipeline produces that the device never needs (none today: `task_ids` feeds
+# HyperFormer's task embedding).
+HOST_ONLY: frozenset[str] = frozenset()
 
 
 def _device_arrays(batch: Mapping[str, Any]) -> dict[str, np.ndarray]:

@@ -76,9 +76,11 @@ def make_generate_fn(
             # Row b * num_beams + k is beam k of item b (HF's expansion order).
             enc_hidden = jnp.repeat(enc_hidden, gen.num_beams, axis=0)
             enc_mask = jnp.repeat(enc_mask, gen.num_beams, axis=0)
-        cache = model.apply(
-            {"params": params}, enc_hidden, enc_mask, gen.max_length, method=type(model).init_cache
-        )
+        cache_args = (enc_hidden, enc_mask, gen.max_length)
+        if isinstance(model, VLModel) and batch.get("task_ids") is not None:
+            # HyperFormer generates its adapters from the task: keep each row's id per beam.
+            cache_args += (jnp.repeat(jnp.asarray(batch["task_ids"]), gen.num_beams, axis=0),)
+        cache = model.apply({"params": params}, *cache_args, method=type(model).init_cache)
 
         def step_fn(tokens: Array, cache: Any, index: Array):
             return model.apply(

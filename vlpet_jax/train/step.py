@@ -28,6 +28,7 @@ MODEL_KEYS = (
     "obj_order_ids",
     "decoder_input_ids",
     "decoder_attention_mask",
+    "task_ids",
 )
 
 

@@ -31,7 +31,9 @@ _METHOD = flags.DEFINE_string("method", None, "PET method, e.g. vl_pet_large")
 _PET = flags.DEFINE_string("pet", "", "method sizes as key=value pairs, e.g. rank=96,num_heads=4")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 2, "rows of the image-order embedding")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "replace an existing --out directory")
-flags.mark_flags_as_required(["official", "out"])
+# Checked in main rather than with mark_flags_as_required: tests run several launchers in one
+# process, where another launcher's required flags would fail absl's global validation.
+_REQUIRED = ("official", "out")
 
 
 def parse_pet(text: str) -> dict[str, Any]:
@@ -52,6 +54,9 @@ def parse_pet(text: str) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> None:
+    missing = [name for name in _REQUIRED if flags.FLAGS[name].value is None]
+    if missing:
+        raise app.UsageError(f"missing required flags: {', '.join('--' + m for m in missing)}")
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from vlpet_jax.checkpoints import official

@@ -21,19 +21,31 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "the run directory")
 _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the latest)")
 _PARAMS = flags.DEFINE_string("params", None, "a `launch.convert` output to evaluate instead")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "call jax.distributed.initialize() first")
-flags.mark_flags_as_required(["config", "workdir"])
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 (implies --multihost; default: detected)"
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "processes in the job (multi-host)")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index (multi-host)")
+# Checked in main rather than with mark_flags_as_required: tests run several launchers in one
+# process, where another launcher's required flags would fail absl's global validation.
+_REQUIRED = ("config", "workdir")
 
 
 def main(argv: list[str]) -> None:
-    del argv
+    missing = [name for name in _REQUIRED if flags.FLAGS[name].value is None]
+    if missing:
+        raise app.UsageError(f"missing required flags: {', '.join('--' + m for m in missing)}")
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     from vlpet_jax.train.xla_flags import apply_run_flags
 
     apply_run_flags(_CONFIG.value)  # before jax starts its backend
     import jax
 
-    if _MULTIHOST.value:
-        jax.distributed.initialize()
+    from vlpet_jax.train.multihost import initialize
+
+    initialize(_MULTIHOST.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     from vlpet_jax.train.trainer import Run, trained_params
 
     run = Run(_CONFIG.value, _WORKDIR.value)

@@ -79,6 +79,20 @@ def init_train_state(
     return TrainState(step, trainable, opt_state), frozen
 
 
+def abstract_state(
+    trainable: Any, tx: optax.GradientTransformation, placement: Placement
+) -> TrainState:
+    """Shapes, dtypes and shardings of the train state, allocating nothing (a restore target)."""
+    shapes = jax.eval_shape(
+        lambda tree: TrainState(jnp.zeros((), jnp.int32), tree, tx.init(tree)), trainable
+    )
+    return jax.tree.map(
+        lambda shape, sharding: jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=sharding),
+        shapes,
+        placement.state,
+    )
+
+
 def jit_train_step(step_fn: Callable, placement: Placement, example_batch: dict) -> Callable:
     """One `jax.jit` with explicit in/out shardings; the state is donated."""
     replicated = sharding.replicated(placement.mesh)

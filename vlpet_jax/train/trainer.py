@@ -5,7 +5,8 @@
 Resuming is automatic: when `<workdir>/checkpoints` holds a finished step, the trainable params,
 optimiser state, step and data-iterator position are restored and training continues exactly
 where it stopped (the frozen backbone is re-read from its source). SIGTERM saves a checkpoint
-and stops cleanly. A non-finite loss is never applied (the step keeps the previous state); the run
+and stops cleanly (every process of a multi-host run after the same step, even when only some
+were signalled). A non-finite loss is never applied (the step keeps the previous state); the run
 stops with a message naming the step and the last checkpoint.
 """
 
@@ -57,6 +58,16 @@ class _StopFlag:
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
+
+    def requested(self) -> bool:
+        """Whether any process got SIGTERM. Hosts are signalled at different moments and must
+        all stop after the same step (one that went on would wait forever in a collective the
+        others never join), so with several processes the flags are gathered every step."""
+        if jax.process_count() == 1:
+            return self.stop
+        from jax.experimental import multihost_utils
+
+        return bool(np.any(multihost_utils.process_allgather(np.asarray(self.stop))))
 
 
 def config_to_json(config: Any) -> dict[str, Any]:
@@ -160,10 +171,11 @@ def train(config: Any, workdir: str) -> dict[str, float]:
                     shown = {k: v for k, v in jax.device_get(metrics).items() if k != "finite"}
                     shown.update(writer.progress(step, shown))
                     writer.write(step, shown)
-                if step % ckpt_every == 0 or flag.stop or step == run.total_steps:
+                stop = flag.requested()
+                if step % ckpt_every == 0 or stop or step == run.total_steps:
                     checkpointer.save(step, state, prefetch.state, config_json, force=True)
                     last_saved = step
-                if flag.stop:
+                if stop:
                     print(f"[train] SIGTERM: saved step {step}, stopping", flush=True)
                     break
                 if evaluator is not None and step % (eval_every * run.steps_per_epoch) == 0:
@@ -177,19 +189,22 @@ def train(config: Any, workdir: str) -> dict[str, float]:
 
 
 def trained_params(run: Run, step: int | None = None) -> tuple[Any, int]:
-    """The full param tree of a finished step: frozen parts rebuilt from their source (the
-    seeded init and the backbone checkpoint), trainable parts from `<workdir>/checkpoints`."""
-    from vlpet_jax.train.step import TrainState, merge_trees
+    """The full param tree of a finished step, laid out on `run.mesh` exactly as in training:
+    frozen parts rebuilt from their source (the seeded init and the backbone checkpoint) and
+    trainable parts restored from `<workdir>/checkpoints`, each host reading only its shards."""
+    from vlpet_jax.train.step import merge_trees
 
     params = run.initial_params()
     trainable, frozen = split_params(params, run.rules)
     tx, _ = make_optimizer(run.config.optim, run.total_steps, trainable)
-    abstract = jax.eval_shape(
-        lambda t: TrainState(jax.numpy.zeros((), jax.numpy.int32), t, tx.init(t)), trainable
-    )
+    abstract = api.abstract_variables(run.config)["params"]
+    placement = partition.plan_placement(abstract, run.rules, tx, run.mesh)
+    frozen = jax.device_put(frozen, placement.frozen)
     checkpointer = TrainCheckpointer(run.workdir)
     try:
-        state, _, _, step = checkpointer.restore(abstract, step)
+        state, _, _, step = checkpointer.restore(
+            partition.abstract_state(trainable, tx, placement), step
+        )
     finally:
         checkpointer.close()
     return merge_trees(state.trainable, frozen), step
@@ -202,5 +217,7 @@ def _evaluate(evaluator, state, frozen, writer, step, run) -> dict[str, float]:
     out_dir = os.path.join(run.workdir, "predictions", f"step_{step}")
     metrics = evaluator.evaluate(params, out_dir)
     writer.write(step, metrics, prefix="eval")
-    print(f"[eval] step {step} " + " ".join(f"{k}={v:.2f}" for k, v in metrics.items()), flush=True)
+    if jax.process_index() == 0:
+        shown = " ".join(f"{k}={v:.2f}" for k, v in metrics.items())
+        print(f"[eval] step {step} {shown}", flush=True)
     return metrics

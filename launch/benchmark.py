@@ -1,6 +1,7 @@
-"""Benchmarks: results to a JSON file and a Markdown table (summarised in README.md).
+"""Benchmarks: results to a JSON file, a Markdown table and a PNG plot (summarised in README.md).
 
-    python -m launch.benchmark --suites=decode,load --out=benchmarks/results.json
+    python -m launch.benchmark --out=benchmarks/results.json          # every suite
+    python -m launch.benchmark --suites=train,optstate,scaling --merge  # replace only these
 
 Suites:
   decode  tokens/s of our greedy and beam-5 search vs Hugging Face `generate`, same weights
@@ -8,10 +9,37 @@ Suites:
   load    load time and peak memory of reading a base-size checkpoint
   pipeline  examples/s of the input pipeline per task (synthetic benchmark, kind=both): per-file
           vs consolidated feature store, with and without the Prefetcher
+  train   VL-PET-large train step on BART-base and T5-base sized models (random weights saved
+          with Hugging Face `save_pretrained`, read by our loader): batch 16 of 20 text + 36 visual
+          tokens (2048-d features + boxes) in, 10 target tokens out, dropout 0.1. Examples/s (from
+          the fastest of `--train_repeats` timed steps after a warm-up step; the median is
+          recorded too) and peak memory (resident-set peak during the steps minus the resident set
+          once the framework is loaded; ours also XLA's buffer estimate) of our jitted trainer step with the frozen backbone in bf16 (`ours_bf16`)
+          and fp32 (`ours_fp32`), our full fine-tuning (`ours_full_ft`), a PyTorch VL-PET
+          reference (HF BART/T5 + the SPEC.md §3-4 modules in PyTorch, eager fp32, AdamW on the
+          trainable set: `torch_vl_pet`) and HF PEFT LoRA on the same backbone (`peft_lora`).
+          Before timing, ours and the PyTorch reference must compute the same loss on the same
+          weights and batch (dropout off; relative 1e-4 in fp32, bf16-frozen within 2e-2 of
+          fp32), or the suite fails. A `train_summary` record per family gives the ratios (ours /
+          PyTorch, ours / PEFT, PET / full-FT step time), the model FLOPs counted three ways
+          (analytic, jaxpr, XLA) and the MFU against the measured matmul rate. Each variant runs
+          in its own process (`--train_isolate`), so its peak RSS is its own.
+  optstate  optimiser-state bytes of every registered method (trainable leaves only, abstract
+          shapes) and their share of full fine-tuning's
+  scaling our step time vs batch size (4, 8, 16, 32) and vs text length (20, 40, 80, 160) on
+          BART-base, with model FLOPs and MFU per point
+The train and scaling suites also write a `matmul` record: this machine's jnp.dot rate (fp32,
+bf16 inputs with f32 accumulation) and torch's fp32 rate on 2048x2048 matrices, the MFU
+denominators. The PNG (ex/s bars, scaling curves) goes next to the JSON. A quick smoke run:
+
+    python -m launch.benchmark --suites=train,scaling --train_size=tiny --train_batch=2 \
+      --train_text_len=6 --train_vis_len=4 --train_target_len=3 --train_repeats=1 \
+      --scaling_batch_sizes=2 --scaling_text_lengths=6 --fast_compile --out=/tmp/b/results.json
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 
@@ -21,7 +49,7 @@ from absl import app, flags
 
 from vlpet_jax.bench import report, timing
 
-SUITES = ("decode", "load", "pipeline")
+SUITES = ("decode", "load", "pipeline", "train", "optstate", "scaling")
 _SUITES = flags.DEFINE_list("suites", list(SUITES), f"which benchmarks to run, of {SUITES}")
 _SIZES = flags.DEFINE_list("sizes", ["tiny", "base"], "model sizes for the decode suite")
 _FAMILIES = flags.DEFINE_list("families", ["t5", "bart"], "backbone families")
@@ -33,6 +61,33 @@ _PIPELINE_ROOT = flags.DEFINE_string(
 _PIPELINE_BATCHES = flags.DEFINE_integer("pipeline_batches", 20, "timed batches per measurement")
 _PIPELINE_BASE_BATCH = flags.DEFINE_integer(
     "pipeline_base_batch", 60, "base batch B (SPEC.md §6 per-task ratios)"
+)
+_TRAIN_SIZE = flags.DEFINE_enum(
+    "train_size", "base", ["base", "tiny"], "train/optstate/scaling sizes"
+)
+_TRAIN_BATCH = flags.DEFINE_integer("train_batch", 16, "train suite: batch size")
+_TRAIN_TEXT = flags.DEFINE_integer("train_text_len", 20, "train suite: text tokens in")
+_TRAIN_VIS = flags.DEFINE_integer("train_vis_len", 36, "train suite: visual tokens in")
+_TRAIN_TARGET = flags.DEFINE_integer("train_target_len", 10, "train suite: target tokens out")
+_TRAIN_REPEATS = flags.DEFINE_integer("train_repeats", 3, "timed steps per measurement (median)")
+_TRAIN_VARIANTS = flags.DEFINE_list(
+    "train_variants", ["ours_bf16", "ours_fp32", "ours_full_ft", "torch_vl_pet", "peft_lora"],
+    "train suite variants",
+)  # fmt: skip
+_TRAIN_ISOLATE = flags.DEFINE_bool("train_isolate", True, "one process per train variant")
+_FAST_COMPILE = flags.DEFINE_bool(
+    "fast_compile", False, "XLA backend optimisation level 0 (smoke runs; slower steps)"
+)
+_MATMUL_SIZE = flags.DEFINE_integer("matmul_size", 2048, "n of the n x n matmul-rate probe")
+_SCALING_BATCHES = flags.DEFINE_list("scaling_batch_sizes", ["4", "8", "16", "32"], "batch sweep")
+_SCALING_TEXT = flags.DEFINE_list("scaling_text_lengths", ["20", "40", "80", "160"], "text sweep")
+_SCALING_VARIANTS = flags.DEFINE_list("scaling_variants", ["ours_fp32"], "ours_fp32 / ours_bf16")
+_SCALING_FAMILIES = flags.DEFINE_list("scaling_families", ["bart"], "scaling suite families")
+_OPTSTATE_METHODS = flags.DEFINE_list(
+    "optstate_methods", [], "optstate suite: methods (default every registered one)"
+)
+_MERGE = flags.DEFINE_bool(
+    "merge", False, "keep the records of suites not run now from the existing --out file"
 )
 _OUT = flags.DEFINE_string("out", "benchmarks/results.json", "where the JSON results go")
 
@@ -58,20 +113,92 @@ def _run_suite(name: str) -> list[dict]:
         return input_pipeline.run(
             root, base_batch=_PIPELINE_BASE_BATCH.value, batches=_PIPELINE_BATCHES.value
         )
+    if name in ("train", "optstate", "scaling"):
+        from vlpet_jax.bench import train_step
+
+        shapes = train_step.Shapes(
+            batch_size=_TRAIN_BATCH.value, text_len=_TRAIN_TEXT.value,
+            vis_len=_TRAIN_VIS.value, target_len=_TRAIN_TARGET.value,
+        )  # fmt: skip
+        size, fast = _TRAIN_SIZE.value, _FAST_COMPILE.value
+        if name == "optstate":
+            return train_step.run_optstate(_FAMILIES.value, size, _OPTSTATE_METHODS.value or None)
+        if name == "train":
+            return [
+                record
+                for family in _FAMILIES.value
+                for record in train_step.run_train(
+                    family,
+                    size,
+                    shapes,
+                    repeats=_TRAIN_REPEATS.value,
+                    variants=_TRAIN_VARIANTS.value,
+                    isolate=_TRAIN_ISOLATE.value,
+                    fast_compile=fast,
+                    matmul_size=_MATMUL_SIZE.value,
+                )
+            ]
+        return [
+            record
+            for family in _SCALING_FAMILIES.value
+            for record in train_step.run_scaling(
+                family,
+                size,
+                [int(b) for b in _SCALING_BATCHES.value],
+                [int(t) for t in _SCALING_TEXT.value],
+                _SCALING_VARIANTS.value,
+                repeats=_TRAIN_REPEATS.value,
+                base=shapes,
+                fast_compile=fast,
+                matmul_size=_MATMUL_SIZE.value,
+            )
+        ]
     raise app.UsageError(f"unknown suite {name!r}; known: {SUITES}")
+
+
+def _suite_of(record: dict) -> str:
+    # Record kinds are `<suite>` or `<suite>_<detail>` (pipeline_consolidate, train_summary).
+    return record["benchmark"].split("_")[0]
+
+
+def _merge(path: str, new: list[dict]) -> list[dict]:
+    """`--merge`: the existing file's records that this run does not replace, then the new ones.
+    A record is replaced when the new ones hold its suite for its family (records without a
+    family, such as `matmul`, by suite), so `--suites=train --families=bart` keeps T5's."""
+    if not os.path.exists(path):
+        return new
+    replaced = {(_suite_of(r), r.get("family")) for r in new}
+    replaced |= {(suite, None) for suite, _ in replaced}
+    with open(path) as f:
+        old = json.load(f)["records"]
+    kept = [r for r in old if (_suite_of(r), r.get("family")) not in replaced]
+    return kept + new
 
 
 def main(argv: list[str]) -> None:
     del argv
+    unknown = [s for s in _SUITES.value if s not in SUITES]
+    if unknown:
+        raise app.UsageError(f"unknown suites {unknown}; known: {SUITES}")
     records = []
+    if {"train", "scaling"} & set(_SUITES.value):
+        from vlpet_jax.bench import train_step
+
+        records.extend(train_step.matmul_records(_MATMUL_SIZE.value))
+        print(f"[benchmark] {records[-1]}", flush=True)
     for suite in _SUITES.value:
         print(f"[benchmark] running {suite} ...", flush=True)
         suite_records = _run_suite(suite)
         for record in suite_records:
             print(f"[benchmark] {record}", flush=True)
         records.extend(suite_records)
+    if _MERGE.value:
+        records = _merge(_OUT.value, records)
     md_path = report.write_results(records, timing.machine_description(), _OUT.value)
-    print(f"[benchmark] wrote {_OUT.value} and {md_path}")
+    from vlpet_jax.bench import plot
+
+    png_path = plot.write_plot(records, os.path.splitext(_OUT.value)[0] + ".png")
+    print(f"[benchmark] wrote {_OUT.value}, {md_path}" + (f" and {png_path}" if png_path else ""))
     with open(md_path) as f:
         print(f.read())
 

@@ -12,6 +12,7 @@ from vlpet_jax.data.synthetic import (
     MANIFEST,
     ensure_benchmark,
     generate_benchmark,
+    task_pairs,
     text_corpus,
     tokenizer_path,
     tokenizer_texts,
@@ -132,3 +133,22 @@ def test_ensure_benchmark_builds_once_with_a_tokenizer_per_family(tmp_path):
         ensure_benchmark(root, seed=4, kind="image", **SMALL)
     with pytest.raises(FileExistsError, match=r"no synthetic_benchmark\.json"):
         ensure_benchmark(tmp_path, kind="image", **SMALL)
+
+
+def test_task_pairs_are_training_inputs_with_their_best_answer(root):
+    pairs = task_pairs(root, ("vqa", "nlvr"))
+    vqa_train = tasks.get_task("vqa").load(root, "train", train=True)
+    nlvr_train = tasks.get_task("nlvr").load(root, "train", train=True)
+    assert len(pairs) == len(vqa_train) + len(nlvr_train)
+    first = vqa_train[0]
+    best = first.targets[max(range(len(first.targets)), key=lambda i: first.target_scores[i])]
+    assert pairs[0] == (first.input_text, best)
+    assert {target for _, target in pairs[len(vqa_train) :]} <= {"true", "false"}
+    # Only training splits: no caption of the evaluation images is a pre-training target.
+    caption_targets = {target for _, target in task_pairs(root, ("caption",))}
+    train_captions = {
+        e.targets[0] for e in tasks.get_task("caption").load(root, "train", train=True)
+    }
+    val = tasks.get_task("caption").load(root, "val", train=False)
+    val_only = {t for e in val for t in e.targets} - train_captions
+    assert caption_targets <= train_captions and val_only and not caption_targets & val_only

@@ -27,6 +27,7 @@ from vlpet_jax.models import presets
 from vlpet_jax.train.metrics_log import MetricWriter
 from vlpet_jax.train.pretrain import PretrainConfig, pretrain
 
+IMAGE_TASKS = ("vqa", "gqa", "nlvr", "caption")
 DEFAULT_METHODS = ("vl_pet_large", "vl_pet_small", "vl_adapter", "lora", "full_ft")
 
 
@@ -61,12 +62,13 @@ def prepare_checkpoint(backbone: str, data_root: str, options: DemoOptions) -> s
     tokenizer = load_tokenizer(synthetic.tokenizer_path(data_root, cfg.family))
     cfg = cfg.replace(vocab_size=max(cfg.vocab_size, len(tokenizer)))
     corpus = synthetic.text_corpus(data_root)
+    supervised = synthetic.task_pairs(data_root, IMAGE_TASKS)
     writer = MetricWriter(os.path.join(options.workdir, "pretrain"), options.pretrain_steps)
     started = time.perf_counter()
     params, losses = pretrain(
         cfg, tokenizer, corpus,
         PretrainConfig(steps=options.pretrain_steps, seed=options.seed, log_every=100),
-        writer,
+        writer, supervised,
     )  # fmt: skip
     writer.close()
     print(

@@ -253,7 +253,6 @@ class BartModel(EncoderDecoderMixin, nn.Module):
     ) -> tuple[Array, dict]:
         """Logits (N, vocab) for the token after `tokens` (N,) at position `index`."""
         x = self._embed_decoder(tokens[:, None], jnp.reshape(index, (1, 1)), False)
-        max_length = cache["self"][0]["k"].shape[1]
-        self_bias = mask_to_bias(jnp.arange(max_length) <= index)
+        self_bias = mask_to_bias(jnp.arange(cache["slots"].shape[1]) <= index)
         x, cache = self._step_decoder_layers(x, cache, index, self_bias, pet_context)
         return self._logits(x)[:, 0], cache

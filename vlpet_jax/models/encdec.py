@@ -47,30 +47,50 @@ class EncoderDecoderMixin:
             x = layer(x, self_bias, enc_kv, cross_bias, train=train, pet_context=pet_context)
         return x
 
-    def init_cache(self, enc_hidden: Array, enc_mask: Array, max_length: int) -> dict:
-        """Decode state: empty self-attention K/V of `max_length`; cross K/V computed once.
+    def init_cache(
+        self, enc_hidden: Array, enc_mask: Array, max_length: int, num_beams: int = 1
+    ) -> dict:
+        """Decode state for B items with `num_beams` rows each (row b*num_beams + g is beam g
+        of item b, HF's order); `enc_hidden` has one row per item, not per beam.
 
-        Every leaf has the batch (times beams) as its leading axis. Only `self` changes per step,
-        so beam search reorders only `self` (see `reorder_self_cache`).
+        - `cross`: each layer's cross-attention K/V (B, H, K, d_kv), computed once; the
+          `num_beams` rows of an item attend to them together.
+        - `self`: each layer's self-attention K/V (B, H, num_beams*max_length, d_kv). A row writes
+          its K/V into its own slot and never moves them.
+        - `slots` (B*num_beams, max_length) int32: for each row and position, the slot whose K/V
+          at that position belong to the row's ancestry. Beam search reorders this small table
+          instead of copying every layer's K/V (`reorder_self_cache`); `decode_self` reads each
+          row's own history through it.
         """
         cfg = self.cfg
-        zeros = jnp.zeros((enc_hidden.shape[0], max_length, cfg.num_heads, cfg.d_kv), self.dtype)
+        batch = enc_hidden.shape[0]
+        zeros = jnp.zeros((batch, cfg.num_heads, num_beams * max_length, cfg.d_kv), self.dtype)
         cross = [
             dict(zip("kv", layer.cross_attn.project_kv(enc_hidden)))
             for layer in self.decoder_layers
         ]
         return {
             "self": [{"k": zeros, "v": zeros} for _ in self.decoder_layers],
+            "slots": jnp.zeros((batch * num_beams, max_length), jnp.int32),
             "cross": cross,
             "cross_bias": mask_to_bias(enc_mask)[:, None, None, :],
         }
+
+    def _mark_own_slots(self, cache: dict, index: Array) -> dict:
+        """Step `index` writes each row's K/V into its own slot: record that in `slots`."""
+        slots = cache["slots"]
+        num_slots = slots.shape[0] // cache["cross_bias"].shape[0]
+        own = (jnp.arange(slots.shape[0], dtype=jnp.int32) % num_slots)[:, None]
+        return {**cache, "slots": jax.lax.dynamic_update_slice_in_dim(slots, own, index, 1)}
 
     def _step_decoder_layers(
         self, x: Array, cache: dict, index: Array, self_bias: Array, pet_context=None
     ) -> tuple[Array, dict]:
         new_self = []
+        cache = self._mark_own_slots(cache, index)
         for layer, self_cache, cross in zip(self.decoder_layers, cache["self"], cache["cross"]):
             enc_kv = (cross["k"], cross["v"])
+            self_cache = {**self_cache, "slots": cache["slots"]}
             x, self_cache = layer.decode_step(
                 x, self_cache, index, self_bias, enc_kv, cache["cross_bias"], pet_context
             )
@@ -79,6 +99,8 @@ class EncoderDecoderMixin:
 
 
 def reorder_self_cache(cache: dict, rows: Array) -> dict:
-    """Beam search: make row i of the self-attention cache a copy of row `rows[i]`."""
-    self_cache = jax.tree.map(lambda leaf: jnp.take(leaf, rows, axis=0), cache["self"])
-    return {**cache, "self": self_cache}
+    """Beam search: make row i continue the history of row `rows[i]` (a row of the same item).
+
+    Only the slot table moves; the self-attention K/V stay in the slots that wrote them.
+    """
+    return {**cache, "slots": jnp.take(cache["slots"], rows, axis=0)}

@@ -206,25 +206,37 @@ class Attention(nn.Module):
         return x.reshape(*x.shape[:-1], self.num_heads, self.d_kv)
 
     def project_kv(self, kv_inputs: Array, train: bool = False) -> tuple[Array, Array]:
-        """Keys and values (B, K, H, d_kv): computed once per sequence for cross-attention."""
+        """Keys and values (B, H, K, d_kv): computed once per sequence for cross-attention.
+
+        Heads-major, because both attention matmuls batch over (B, H) and read K/V in this layout
+        directly; keeping (B, K, H, d_kv) made XLA transpose the whole cached K/V at every decode
+        step, which cost more than the matmuls themselves.
+        """
         k = self._split_heads(self._project("k", kv_inputs, train))
         v = self._split_heads(self._project("v", kv_inputs, train))
-        return k, v
+        return jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2)
 
     def attend(
         self, x: Array, k: Array, v: Array, bias: Array | None, train: bool = False
     ) -> Array:
-        """Attention of queries from `x` (B, Q, d) over given keys/values (B, K, H, d_kv)."""
+        """Attention of queries from `x` (N, Q, d) over given keys/values (B, H, K, d_kv).
+
+        N may be a multiple G of B: rows b*G .. b*G + G - 1 then share the keys of item b (beam
+        search's rows, HF's order), and their queries are attended together as G*Q queries of b
+        rather than over G copies of the keys. `bias` broadcasts against (B, H, G*Q, K).
+        """
+        num_rows, num_queries = x.shape[:2]
         q = self._split_heads(self._project("q", x, train))
         if self.scale_logits:
             q = q * (self.d_kv**-0.5)
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+        q = q.reshape(k.shape[0], -1, self.num_heads, self.d_kv)
+        logits = jnp.einsum("bqhd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32)
         if bias is not None:
             logits = logits + bias.astype(jnp.float32)
         weights = jax.nn.softmax(logits, axis=-1)
         weights = self.attn_dropout(weights, deterministic=not train)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(self.dtype), v.astype(self.dtype))
-        out = out.reshape(*out.shape[:2], self.num_heads * self.d_kv)
+        out = jnp.einsum("bhqk,bhkd->bqhd", weights.astype(self.dtype), v.astype(self.dtype))
+        out = out.reshape(num_rows, num_queries, self.num_heads * self.d_kv)
         return self._project("o", out, train)
 
     def __call__(
@@ -238,16 +250,45 @@ class Attention(nn.Module):
     ) -> tuple[Array, dict[str, Array]]:
         """One decoding step of self-attention: write this step's K/V at `index`, attend to all.
 
-        `cache` holds (N, max_len, H, d_kv) keys and values; `bias` must mask positions > index.
+        `x` is (N, 1, d) for N = B*G rows (G beams per item, row b*G + j). `cache` holds keys and
+        values (B, H, G*max_len, d_kv), where slot g of item b keeps at g*max_len + t the K/V
+        that the row in slot g computed at position t, and `slots` (N, max_len): the slot that
+        holds each row's own history at each position (see `EncoderDecoderMixin.init_cache`).
+        Each row scores its query against every slot of its item (cheap: G*max_len keys), keeps
+        the score of its own ancestor per position, and takes a softmax over max_len positions
+        exactly as a per-row cache would. `bias` (B or 1, H or 1, 1, max_len) must mask
+        positions > index.
         """
-        k_new, v_new = self.project_kv(x)
-        k = jax.lax.dynamic_update_slice_in_dim(
-            cache["k"], k_new.astype(cache["k"].dtype), index, 1
-        )
-        v = jax.lax.dynamic_update_slice_in_dim(
-            cache["v"], v_new.astype(cache["v"].dtype), index, 1
-        )
-        return self.attend(x, k, v, bias), {"k": k, "v": v}
+        k_new, v_new = self.project_kv(x)  # (N, H, 1, d_kv)
+        slots = cache["slots"]
+        num_rows, max_length = slots.shape
+        batch, heads, keys, d_kv = cache["k"].shape
+        num_slots = num_rows // batch
+
+        def write(buf: Array, new: Array) -> Array:
+            new = jnp.swapaxes(new.reshape(batch, num_slots, heads, 1, d_kv), 1, 2)
+            buf = buf.reshape(batch, heads, num_slots, max_length, d_kv)
+            buf = jax.lax.dynamic_update_slice(buf, new.astype(buf.dtype), (0, 0, 0, index, 0))
+            return buf.reshape(batch, heads, keys, d_kv)
+
+        k, v = write(cache["k"], k_new), write(cache["v"], v_new)
+        q = self._split_heads(self._project("q", x, False))
+        if self.scale_logits:
+            q = q * (self.d_kv**-0.5)
+        q = q.reshape(batch, num_slots, heads, d_kv)
+        logits = jnp.einsum("bjhd,bhsd->bhjs", q, k, preferred_element_type=jnp.float32)
+        logits = logits.reshape(batch, heads, num_slots, num_slots, max_length)
+        ancestor = slots.reshape(batch, 1, num_slots, 1, max_length)
+        logits = jnp.take_along_axis(logits, ancestor, axis=3)[:, :, :, 0]
+        if bias is not None:
+            logits = logits + bias.astype(jnp.float32)
+        weights = jax.nn.softmax(logits, axis=-1)  # (B, H, G, max_len)
+        is_ancestor = ancestor == jnp.arange(num_slots)[:, None]
+        weights = jnp.where(is_ancestor, weights[:, :, :, None, :], 0.0)
+        weights = weights.reshape(batch, heads, num_slots, keys).astype(self.dtype)
+        out = jnp.einsum("bhjs,bhsd->bjhd", weights, v.astype(self.dtype))
+        out = out.reshape(num_rows, 1, heads * d_kv)
+        return self._project("o", out, False), {"k": k, "v": v}
 
 
 def relative_position_bucket(

@@ -277,8 +277,7 @@ class T5Model(EncoderDecoderMixin, nn.Module):
     ) -> tuple[Array, dict]:
         """Logits (N, vocab) for the token after `tokens` (N,) at position `index`."""
         x = self.shared(tokens[:, None])
-        max_length = cache["self"][0]["k"].shape[1]
-        keys = jnp.arange(max_length)
+        keys = jnp.arange(cache["slots"].shape[1])
         query = jnp.reshape(index, (1,))
         self_bias = self.decoder_relative_bias(query, keys) + mask_to_bias(keys <= index)
         x, cache = self._step_decoder_layers(x, cache, index, self_bias, pet_context)

@@ -114,11 +114,17 @@ class VLModel(nn.Module):
         return self.decode(batch, enc_hidden, enc_mask, train)
 
     def init_cache(
-        self, enc_hidden: Array, enc_mask: Array, max_length: int, task_ids: Array | None = None
+        self,
+        enc_hidden: Array,
+        enc_mask: Array,
+        max_length: int,
+        task_ids: Array | None = None,
+        num_beams: int = 1,
     ) -> dict:
-        """The backbone's decode cache; with a shared PET module it also keeps the rows' `task_ids`
-        (one per row, like every cache leaf) so each step can rebuild the shared context."""
-        cache = self.backbone.init_cache(enc_hidden, enc_mask, max_length)
+        """The backbone's decode cache (`enc_hidden` per item, see the backbone's `init_cache`);
+        with a shared PET module it also keeps the rows' `task_ids` (one per decoder row, i.e.
+        repeated per beam) so each step can rebuild the shared context."""
+        cache = self.backbone.init_cache(enc_hidden, enc_mask, max_length, num_beams)
         if self.pet_shared is not None:
             if task_ids is None:
                 raise ValueError(

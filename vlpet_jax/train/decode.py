@@ -212,9 +212,11 @@ def beam_search(
 ) -> jax.Array:
     """Beam search as HF `_beam_search`; returns the best beam per item, (batch, max_length) int32.
 
-    `cache` has batch*num_beams rows (row b*num_beams + k is beam k of item b, all beams equal at the
-    start). After each step the cache rows are reordered with `reorder_cache(cache, rows)` (default:
-    every leaf) so that each surviving beam continues from its parent's state.
+    Row b*num_beams + k of the search is beam k of item b (all beams equal at the start). After
+    each step the cache follows the surviving beams through `reorder_cache(cache, rows)`, row i
+    continuing from row `rows[i]`. The default takes rows of every leaf, for caches with one row
+    per beam in every leaf; our backbones' caches keep encoder K/V per item and self-attention
+    K/V per slot, and move only a small slot table (`models.encdec.reorder_self_cache`).
 
     Per step, as HF does: log-softmax, processors, add each beam's running score, keep the top
     2·num_beams (beam, token) candidates; the best num_beams that did not just end (EOS or max length)

@@ -50,6 +50,18 @@ def _encode(model: Any, params: Any, batch: Mapping[str, Array]) -> tuple[Array,
     )
 
 
+# On CPU, XLA hands the LM-head matmul to YNNPACK together with the log-softmax reduction that
+# follows it, and that fused kernel runs ~2-3x slower than the matmul alone (T5-base, beam 5:
+# 147 ms vs 46 ms per step). Keeping YNNPACK to individual dots leaves the reductions to XLA.
+_CPU_COMPILER_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
+}
+
+
+def _compiler_options() -> dict[str, str] | None:
+    return dict(_CPU_COMPILER_OPTIONS) if jax.default_backend() == "cpu" else None
+
+
 def make_generate_fn(
     model: Any, gen: GenerationConfig, out_sharding: Any = None
 ) -> Callable[[Any, Mapping[str, Array]], Array]:
@@ -72,15 +84,16 @@ def make_generate_fn(
     def generate(params: Any, batch: Mapping[str, Array]) -> Array:
         enc_hidden, enc_mask = _encode(model, params, batch)
         batch_size = enc_hidden.shape[0]
-        if gen.num_beams > 1:
-            # Row b * num_beams + k is beam k of item b (HF's expansion order).
-            enc_hidden = jnp.repeat(enc_hidden, gen.num_beams, axis=0)
-            enc_mask = jnp.repeat(enc_mask, gen.num_beams, axis=0)
-        cache_args = (enc_hidden, enc_mask, gen.max_length)
+        # The cache keeps the cross-attention K/V once per item; decoder row b * num_beams + k is
+        # beam k of item b (HF's expansion order).
+        cache_kwargs = dict(max_length=gen.max_length, num_beams=gen.num_beams)
         if isinstance(model, VLModel) and batch.get("task_ids") is not None:
             # HyperFormer generates its adapters from the task: keep each row's id per beam.
-            cache_args += (jnp.repeat(jnp.asarray(batch["task_ids"]), gen.num_beams, axis=0),)
-        cache = model.apply({"params": params}, *cache_args, method=type(model).init_cache)
+            task_ids = jnp.repeat(jnp.asarray(batch["task_ids"]), gen.num_beams, axis=0)
+            cache_kwargs["task_ids"] = task_ids
+        cache = model.apply(
+            {"params": params}, enc_hidden, enc_mask, **cache_kwargs, method=type(model).init_cache
+        )
 
         def step_fn(tokens: Array, cache: Any, index: Array):
             return model.apply(
@@ -100,7 +113,7 @@ def make_generate_fn(
             **options,
         )
 
-    return jax.jit(generate, out_shardings=out_sharding)
+    return jax.jit(generate, out_shardings=out_sharding, compiler_options=_compiler_options())
 
 
 def strip_after_eos(sequences: Any, eos_token_id: int) -> list[list[int]]:

@@ -4,6 +4,8 @@ The demo needs a *pretrained* T5 and BART to freeze, and none can be downloaded,
 tiny ones on the synthetic benchmark's text, with each family's own objective:
   T5   span corruption: spans replaced by sentinels `<extra_id_k>`, target lists the spans;
   BART text infilling: spans replaced by one mask token, target is the whole original text.
+Optionally part of every batch is supervised text-to-text pairs (the tasks' text-only inputs and
+answers), as in T5's multi-task pre-training mixture, so the decoder can already produce answers.
 Corruption works on words so it can be written as text and batched by the same `TextCollator`
 as the downstream tasks (same special-token layout per family).
 """
@@ -67,6 +69,8 @@ class PretrainConfig:
     max_input_len: int = 64
     max_target_len: int = 64
     log_every: int = 50
+    # Share of each batch drawn from `task_pairs` (when given) instead of denoised corpus text.
+    supervised_fraction: float = 0.5
 
 
 def pretrain(
@@ -75,8 +79,10 @@ def pretrain(
     corpus: Sequence[str],
     options: PretrainConfig,
     writer: MetricWriter | None = None,
+    task_pairs: Sequence[tuple[str, str]] = (),
 ) -> tuple[Any, list[float]]:
-    """Train every backbone parameter on the denoising objective; returns (params, losses)."""
+    """Train every backbone parameter on the denoising objective, mixed with the supervised
+    `task_pairs` (input, target) when given; returns (params, losses)."""
     if not corpus:
         raise ValueError("pretrain: the corpus is empty")
     model = build_backbone(cfg)
@@ -105,8 +111,10 @@ def pretrain(
 
     losses = []
     for i in range(options.steps):
-        picks = rng.integers(0, len(corpus), size=options.batch_size)
+        supervised = round(options.supervised_fraction * options.batch_size) if task_pairs else 0
+        picks = rng.integers(0, len(corpus), size=options.batch_size - supervised)
         pairs = [corrupt(corpus[j].split(), cfg.family, rng) for j in picks]
+        pairs += [task_pairs[j] for j in rng.integers(0, max(len(task_pairs), 1), size=supervised)]
         arrays = collator.text_arrays(
             [p[0] for p in pairs], [p[1] for p in pairs],
             options.max_input_len, options.max_target_len,

@@ -142,7 +142,9 @@ def train(config: Any, workdir: str) -> dict[str, float]:
 
     writer = MetricWriter(run.workdir, run.total_steps)
     train_step = None
-    rng = jax.random.key(int(config.train.seed) + 1)
+    rng = jax.random.key(
+        int(config.train.seed) + 1, impl=config.train.get("dropout_rng_impl", "threefry2x32")
+    )
     log_every = max(int(config.train.log_every_steps), 1)
     ckpt_every = max(int(config.train.checkpoint_every_steps), 1)
     eval_every = int(config.train.get("eval_every_epochs", 1))

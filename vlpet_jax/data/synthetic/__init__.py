@@ -24,7 +24,12 @@ that answer themselves on a scene), ``image_tasks`` / ``video_tasks`` (official 
 ``corpus`` (text and tokenizer), ``ensure`` (build once per work directory).
 """
 
-from vlpet_jax.data.synthetic.corpus import text_corpus, tokenizer_texts, train_tokenizer
+from vlpet_jax.data.synthetic.corpus import (
+    task_pairs,
+    text_corpus,
+    tokenizer_texts,
+    train_tokenizer,
+)
 from vlpet_jax.data.synthetic.ensure import ensure_benchmark, tokenizer_path
 from vlpet_jax.data.synthetic.extractor import FeatureExtractor
 from vlpet_jax.data.synthetic.generate import MANIFEST, generate_benchmark
@@ -68,6 +73,7 @@ __all__ = [
     "sample_video",
     "solve",
     "stream_rng",
+    "task_pairs",
     "text_corpus",
     "tokenizer_path",
     "tokenizer_texts",

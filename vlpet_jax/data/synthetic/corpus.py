@@ -104,6 +104,31 @@ def text_corpus(root: str | Path, train_only: bool = True) -> list[str]:
     return texts
 
 
+def task_pairs(root: str | Path, tasks: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    """Text-only (input, answer) pairs of the training splits: each reader's model input (prompt
+    included) with its best-scored target, as a text-to-text corpus holds them.
+
+    Pre-training on these is the tiny backbones' stand-in for T5's supervised multi-task mixture:
+    the frozen decoder learns to emit answers of each task's *kind* (a colour, "yes", a caption),
+    which the text alone cannot pin down (answers are balanced per question, see
+    ``image_questions``). Which answer is right stays for the visual tokens, so a tuned model beats
+    the text-only baseline only by reading them. Evaluation splits are never read.
+    """
+    root = Path(root)
+    pairs: list[tuple[str, str]] = []
+    for task in tasks if tasks is not None else _TASK_SPLITS:
+        for split in _splits(task, train_only=True):
+            try:
+                examples = get_task(task).load(root, split, train=True)
+            except FileNotFoundError:
+                continue
+            for example in examples:
+                scores = example.target_scores or (1.0,) * len(example.targets)
+                best = max(zip(scores, example.targets))[1]
+                pairs.append((example.input_text, best))
+    return pairs
+
+
 def tokenizer_texts(root: str | Path) -> list[str]:
     """What the tokenizer must cover: every model input and target the task readers produce from
     ``root`` (prompts, ``[Subs]``/``[TS]`` markup and time stamps included), over all splits."""

@@ -240,7 +240,8 @@ class OursTrainStep:
         self.state, self.frozen = partition.init_train_state(params, rules, tx, placement)
         self.step_fn = make_train_step(model, tx, schedule)
         self.batch = device_data.from_host_shards(batch, mesh)
-        self.rng = jax.random.key(0)
+        # The trainer's dropout key, in the PRNG implementation the config asks for.
+        self.rng = jax.random.key(0, impl=config.train.get("dropout_rng_impl", "threefry2x32"))
         jitted = partition.jit_train_step(self.step_fn, placement, batch)
         lowered = jitted.lower(self.state, self.frozen, self.batch, self.rng)
         self.compiled = lowered.compile(dict(compiler_options or {}))

@@ -203,10 +203,14 @@ def abstract_params(config: Config) -> dict[str, Any]:
 _JIT_INIT_MAX_PARAMS = 20_000_000
 
 
-def _initializer(model: nn.Module, config: Config) -> Callable:
-    shapes = jax.eval_shape(model.init, jax.random.key(0), dummy_batch(config))
-    count = sum(leaf.size for leaf in jax.tree.leaves(nn.unbox(shapes)))
-    return jax.jit(model.init) if count <= _JIT_INIT_MAX_PARAMS else model.init
+def _initializer(model: nn.Module) -> Callable:
+    cfg = model.backbone_cfg
+    layers = cfg.num_encoder_layers + cfg.num_decoder_layers
+    # The backbone's size from its config (token table + attention and FFN matrices), no trace.
+    approx_params = cfg.vocab_size * cfg.d_model + layers * (
+        4 * cfg.d_model**2 + 2 * cfg.d_model * cfg.d_ff
+    )
+    return jax.jit(model.init) if approx_params <= _JIT_INIT_MAX_PARAMS else model.init
 
 
 def init_params(config: Config, rng: jax.Array) -> dict[str, Any]:
@@ -215,7 +219,7 @@ def init_params(config: Config, rng: jax.Array) -> dict[str, Any]:
     tokenizer, new rows random), otherwise random. Frozen leaves come in `frozen_dtype`."""
     model = build_model(config)
     init_rng, vocab_rng = jax.random.split(rng)
-    params = nn.unbox(_initializer(model, config)(init_rng, dummy_batch(config))["params"])
+    params = nn.unbox(_initializer(model)(init_rng, dummy_batch(config))["params"])
     cfg = model.backbone_cfg
     if config.model.checkpoint:
         from vlpet_jax.checkpoints.hf import load_backbone

@@ -25,18 +25,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 import vlpet_jax
+from tests.train.tiny_run import SPEC, TINY_SYNTHETIC, cli_flags, config_with
 from vlpet_jax.data.multitask import MultitaskIterator
 from vlpet_jax.train import data_setup
 
 REPO = Path(__file__).resolve().parents[2]
-SPEC = "configs/image_text.py:backbone=bart_base,method=vl_pet_large,runlocal=True,tasks=vqa"
 # 58 VQA training questions in global batches of 32: two steps an epoch, four in all, a checkpoint
 # after each; SIGTERM reaches process 1 alone, while it prepares its 2nd batch.
 OVERRIDES = {
-    "data.synthetic.coco_images": (4, 0, 2, 2),
-    "data.synthetic.gqa_images": (1, 1, 1),
-    "data.synthetic.nlvr_images": (2, 2, 2),
-    "data.synthetic.nlvr_groups": (1, 1, 1),
+    **TINY_SYNTHETIC,
     "data.batch_size": 32,
     "train.epochs": 2,
     "train.checkpoint_every_steps": 1,
@@ -119,19 +116,8 @@ if jax.process_index() == 0:
 """
 
 
-def _cli_value(value) -> str:
-    return f"({','.join(map(str, value))})" if isinstance(value, tuple) else str(value)
-
-
 def _config():
-    config = vlpet_jax.load_config(SPEC)
-    for dotted, value in OVERRIDES.items():
-        *parents, name = dotted.split(".")
-        section = config
-        for parent in parents:
-            section = section[parent]
-        section[name] = value
-    return config
+    return config_with(OVERRIDES)
 
 
 def _free_port() -> int:
@@ -150,7 +136,7 @@ def _run_two_processes(workdir: Path) -> list[tuple[int, str]]:
         "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
-    args = [f"--config.{k}={_cli_value(v)}" for k, v in OVERRIDES.items()]
+    args = cli_flags(OVERRIDES)
     logs = [workdir / f"process_{i}.log" for i in range(2)]
     procs = []
     try:

@@ -31,20 +31,17 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 from jax.experimental.compilation_cache import compilation_cache
 
 import vlpet_jax
+from tests.train.tiny_run import SPEC, TINY_SYNTHETIC, cli_flags, config_with
 from vlpet_jax.pet.trainability import split_params
 from vlpet_jax.train import data_setup, trainer
 from vlpet_jax.train.evaluator import Evaluator
 
 REPO = Path(__file__).resolve().parents[2]
-SPEC = "configs/image_text.py:backbone=bart_base,method=vl_pet_large,runlocal=True,tasks=vqa"
 # 58 VQA training questions in batches of 16: 4 steps an epoch, 8 in all; a checkpoint every 2
 # steps, all kept; one evaluation at the end. (Checkpoints of parameters split over devices and
 # processes: test_trainer_multihost.py.)
 OVERRIDES = {
-    "data.synthetic.coco_images": (4, 0, 2, 2),
-    "data.synthetic.gqa_images": (1, 1, 1),
-    "data.synthetic.nlvr_images": (2, 2, 2),
-    "data.synthetic.nlvr_groups": (1, 1, 1),
+    **TINY_SYNTHETIC,
     "data.batch_size": 16,
     "train.epochs": 2,
     "train.checkpoint_every_steps": 2,
@@ -76,22 +73,11 @@ runpy.run_module("launch.train", run_name="__main__", alter_sys=True)
 
 
 def tiny_config():
-    config = vlpet_jax.load_config(SPEC)
-    for dotted, value in OVERRIDES.items():
-        *parents, name = dotted.split(".")
-        section = config
-        for parent in parents:
-            section = section[parent]
-        section[name] = value
-    return config
-
-
-def _cli_value(value) -> str:
-    return f"({','.join(map(str, value))})" if isinstance(value, tuple) else str(value)
+    return config_with(OVERRIDES)
 
 
 def cli_overrides() -> list[str]:
-    return [f"--config.{k}={_cli_value(v)}" for k, v in OVERRIDES.items()]
+    return cli_flags(OVERRIDES)
 
 
 @pytest.fixture(scope="module")

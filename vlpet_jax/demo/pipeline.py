@@ -123,6 +123,7 @@ def text_only_baseline(data_root: str) -> dict[str, float]:
     for every image. The same metric functions as the models."""
     from collections import Counter
 
+    from vlpet_jax.data.examples import best_target
     from vlpet_jax.data.tasks.registry import get_task
     from vlpet_jax.eval import (
         caption_metrics,
@@ -139,7 +140,7 @@ def text_only_baseline(data_root: str) -> dict[str, float]:
         by_text: dict[str, Counter] = {}
         overall: Counter = Counter()
         for ex in train:
-            best = max(zip(ex.target_scores, ex.targets))[1]
+            best = best_target(ex)[0]
             by_text.setdefault(ex.input_text, Counter())[best] += 1
             overall[best] += 1
         fallback = overall.most_common(1)[0][0]

@@ -19,6 +19,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from vlpet_jax.data.examples import Example, best_target
 from vlpet_jax.data.tasks import get_task
 
 # Special tokens in the id order of each family (SPEC.md §1): T5 pad 0 / eos 1 / unk 2, BART
@@ -114,35 +115,27 @@ def task_pairs(root: str | Path, tasks: Iterable[str] | None = None) -> list[tup
     ``image_questions``). Which answer is right stays for the visual tokens, so a tuned model beats
     the text-only baseline only by reading them. Evaluation splits are never read.
     """
-    root = Path(root)
-    pairs: list[tuple[str, str]] = []
-    for task in tasks if tasks is not None else _TASK_SPLITS:
-        for split in _splits(task, train_only=True):
+    examples = _task_examples(root, _TASK_SPLITS if tasks is None else tasks, train_only=True)
+    return [(example.input_text, best_target(example)[0]) for example in examples]
+
+
+def _task_examples(root: str | Path, tasks: Iterable[str], train_only: bool) -> Iterator[Example]:
+    """Every example the task readers produce from the split files present under ``root``."""
+    for task in tasks:
+        for split in _splits(task, train_only):
             try:
-                examples = get_task(task).load(root, split, train=True)
+                yield from get_task(task).load(Path(root), split, train=train_only)
             except FileNotFoundError:
                 continue
-            for example in examples:
-                scores = example.target_scores or (1.0,) * len(example.targets)
-                best = max(zip(scores, example.targets))[1]
-                pairs.append((example.input_text, best))
-    return pairs
 
 
 def tokenizer_texts(root: str | Path) -> list[str]:
     """What the tokenizer must cover: every model input and target the task readers produce from
     ``root`` (prompts, ``[Subs]``/``[TS]`` markup and time stamps included), over all splits."""
-    root = Path(root)
     texts: list[str] = list(_OPTIONAL_PROMPTS)
-    for task in _TASK_SPLITS:
-        for split in _splits(task, train_only=False):
-            try:
-                examples = get_task(task).load(root, split, train=False)
-            except FileNotFoundError:
-                continue
-            for example in examples:
-                texts.append(example.input_text)
-                texts.extend(example.targets)
+    for example in _task_examples(root, _TASK_SPLITS, train_only=False):
+        texts.append(example.input_text)
+        texts.extend(example.targets)
     return texts
 
 

@@ -2,6 +2,11 @@
 
     python -m launch.benchmark --out=benchmarks/results.json          # every suite
     python -m launch.benchmark --suites=train,optstate,scaling --merge  # replace only these
+    python -m launch.benchmark --suites=train,decode --sizes=base --merge --readme=README.md
+
+`--readme=README.md` also rewrites README.md's summary table (between the lines
+`<!-- benchmark-table -->` and `<!-- /benchmark-table -->`) from the final records, so one command
+produces the JSON, the PNG and the README table; the same block heads the Markdown file.
 
 Suites:
   decode  tokens/s of our greedy and beam-5 search vs Hugging Face `generate`, same weights
@@ -41,13 +46,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 from absl import app, flags
 
-from vlpet_jax.bench import report, timing
+from vlpet_jax.bench import report, summary, timing
 
 SUITES = ("decode", "load", "pipeline", "train", "optstate", "scaling")
 _SUITES = flags.DEFINE_list("suites", list(SUITES), f"which benchmarks to run, of {SUITES}")
@@ -90,6 +96,9 @@ _MERGE = flags.DEFINE_bool(
     "merge", False, "keep the records of suites not run now from the existing --out file"
 )
 _OUT = flags.DEFINE_string("out", "benchmarks/results.json", "where the JSON results go")
+_README = flags.DEFINE_string(
+    "readme", "", "rewrite this README's benchmark summary block from the results ('' = leave it)"
+)
 
 
 def _run_suite(name: str) -> list[dict]:
@@ -180,6 +189,9 @@ def main(argv: list[str]) -> None:
     unknown = [s for s in _SUITES.value if s not in SUITES]
     if unknown:
         raise app.UsageError(f"unknown suites {unknown}; known: {SUITES}")
+    if _README.value:  # fail before hours of benchmarks, not after, if the markers are missing
+        with open(_README.value) as f:
+            summary.replace_readme_block(f.read(), "", _README.value)
     records = []
     if {"train", "scaling"} & set(_SUITES.value):
         from vlpet_jax.bench import train_step
@@ -194,11 +206,22 @@ def main(argv: list[str]) -> None:
         records.extend(suite_records)
     if _MERGE.value:
         records = _merge(_OUT.value, records)
-    md_path = report.write_results(records, timing.machine_description(), _OUT.value)
+    machine = timing.machine_description()
+    command = " ".join(["python -m launch.benchmark", *sys.argv[1:]])
+    block = summary.readme_summary(
+        records, machine, command, size=_TRAIN_SIZE.value, results_path=_OUT.value
+    )
+    md_path = report.write_results(records, machine, _OUT.value, summary=block)
     from vlpet_jax.bench import plot
 
     png_path = plot.write_plot(records, os.path.splitext(_OUT.value)[0] + ".png")
     print(f"[benchmark] wrote {_OUT.value}, {md_path}" + (f" and {png_path}" if png_path else ""))
+    if _README.value:
+        with open(_README.value) as f:
+            readme = f.read()
+        updated = summary.replace_readme_block(readme, block, _README.value)
+        report.atomic_write_text(_README.value, updated)
+        print(f"[benchmark] rewrote the summary block of {_README.value}")
     with open(md_path) as f:
         print(f.read())
 

@@ -42,10 +42,20 @@ def markdown_table(records: Sequence[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def write_results(records: Sequence[dict[str, Any]], machine: dict[str, Any], json_path: str):
+def write_results(
+    records: Sequence[dict[str, Any]],
+    machine: dict[str, Any],
+    json_path: str,
+    summary: str = "",
+) -> str:
+    """Write the JSON and the Markdown next to it. `summary` (the README block, which opens with
+    its own fuller machine line) replaces the one-line machine header, so the Markdown alone
+    carries the headline numbers above the per-kind tables."""
     payload = {"machine": machine, "records": list(records)}
     atomic_write_text(json_path, json.dumps(payload, indent=2) + "\n")
     md_path = os.path.splitext(json_path)[0] + ".md"
-    header = f"Machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}\n\n"
-    atomic_write_text(md_path, header + markdown_table(records))
+    header = summary or (
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}\n"
+    )
+    atomic_write_text(md_path, header + "\n" + markdown_table(records))
     return md_path

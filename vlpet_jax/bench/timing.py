@@ -57,15 +57,44 @@ def peak_rss_since_reset_mib() -> float:
     return _status_mib("VmHWM")
 
 
+def _cpu_simd(flags: set[str]) -> str:
+    """The widest vector extension, which decides the matmul rates the MFU figures divide by."""
+    for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX")):
+        if flag in flags:
+            return name
+    return ""
+
+
+def _version(package: str) -> str:
+    """Installed version without importing the package (torch takes seconds to import)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
 def machine_description() -> dict[str, Any]:
+    """What a reader needs to compare timings: CPU, cores, vector width and library versions."""
     import os
     import platform
 
-    cpu = platform.processor() or platform.machine()
+    cpu, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+            info = f.read().splitlines()
+        names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
         cpu = names[0] if names else cpu
+        flag_lines = [line.split(":", 1)[1].split() for line in info if line.startswith("flags")]
+        flags = set(flag_lines[0]) if flag_lines else set()
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "simd": _cpu_simd(flags),
+        "jax": _version("jax"),
+        "torch": _version("torch"),
+    }

@@ -186,6 +186,10 @@ def train_config(seed: int, runlocal: bool) -> ml_collections.ConfigDict:
             # step's compile time at full optimisation but is slow under fast_compile, and is
             # reproducible only for a given program and mesh.
             dropout_rng_impl="threefry2x32",
+            # Threads compiling the step for batch shapes the prefetcher has already built, so
+            # the first steps of each task and length bucket do not wait on one compile at a
+            # time (single-process runs; 0 = compile on first call).
+            compile_workers=2,
             keep_last=2,
         )
     )
@@ -248,6 +252,8 @@ def eval_config(
             length_penalty=1.0,
             # METEOR starts a Java process (~8 s); runlocal turns it off.
             use_meteor=True,
+            # Tasks decoded on parallel threads (single-process runs): their compiles overlap.
+            parallel_tasks=2,
         )
     )
     for name, cfg in decode.items():

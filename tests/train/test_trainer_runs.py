@@ -320,3 +320,19 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(reference, new_work
     last = read_state(workdir, 4)
     assert all(np.all(np.isfinite(v)) for v in last.values())
     assert_same_state(last, read_state(ref_dir, 4))
+
+
+def test_compiling_ahead_changes_no_number(reference, new_workdir):
+    """The reference compiles step shapes on background threads as the prefetcher meets them;
+    a run that compiles on first call instead (`train.compile_workers=0`) ends in the same
+    state with the same losses, bit for bit."""
+    ref_dir, ref_metrics, _ = reference
+    workdir = new_workdir("compile_on_call")
+    config = tiny_config()
+    config.train.compile_workers = 0
+    metrics = trainer.train(config, str(workdir))
+    assert metrics == ref_metrics
+    assert_same_state(read_state(workdir, TOTAL_STEPS), read_state(ref_dir, TOTAL_STEPS))
+    losses = {step: r["loss"] for step, r in records(workdir, "train").items()}
+    assert losses == {step: r["loss"] for step, r in records(ref_dir, "train").items()}
+    assert len(losses) == TOTAL_STEPS

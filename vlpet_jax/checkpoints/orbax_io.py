@@ -90,8 +90,8 @@ class TrainCheckpointer:
         self.manager.close()
 
 
-def abstract_like(state: TrainState) -> TrainState:
-    """Shapes, dtypes and shardings of `state`, for `restore`."""
+def abstract_like(state: Any) -> Any:
+    """Shapes, dtypes and shardings of a tree of arrays (`restore`'s target, compile inputs)."""
     return jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
         state,

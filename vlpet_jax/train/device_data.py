@@ -36,6 +36,21 @@ def from_host_shards(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Arra
     return out
 
 
+def abstract_host_shards(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.ShapeDtypeStruct]:
+    """What `from_host_shards` will make of `batch` (shapes, dtypes, shardings), without making
+    it: for compiling ahead. Single-process only, where the host's rows are the global batch."""
+    if jax.process_count() != 1:
+        raise ValueError("abstract_host_shards needs the global batch: single-process runs only")
+    out = {}
+    for key, value in _device_arrays(batch).items():
+        spec = (
+            sharding.batch_sharding(mesh, value.ndim) if value.ndim else sharding.replicated(mesh)
+        )
+        dtype = jax.dtypes.canonicalize_dtype(value.dtype)
+        out[key] = jax.ShapeDtypeStruct(value.shape, dtype, sharding=spec)
+    return out
+
+
 def from_full_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
     out = {}
     for key, value in _device_arrays(batch).items():

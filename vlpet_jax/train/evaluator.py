@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jax
@@ -47,6 +49,7 @@ class Evaluator:
         self.model, self.config, self.tokenizer = model, config, tokenizer
         self.collator, self.sources, self.mesh = collator, dict(sources), mesh
         self._generate_fns: dict[GenerationConfig, Any] = {}
+        self._lock = threading.Lock()
         replicated = sharding.replicated(mesh)
         self._score = jax.jit(
             lambda params, batch: model.apply({"params": params}, batch, train=False),
@@ -61,11 +64,12 @@ class Evaluator:
             no_repeat_ngram_size=int(self.config.eval.no_repeat_ngram_size),
             length_penalty=float(self.config.eval.get("length_penalty", 1.0)),
         )
-        if gen not in self._generate_fns:
-            self._generate_fns[gen] = make_generate_fn(
-                self.model, gen, out_sharding=sharding.replicated(self.mesh)
-            )
-        return self._generate_fns[gen]
+        with self._lock:  # tasks may be decoded on several threads
+            if gen not in self._generate_fns:
+                self._generate_fns[gen] = make_generate_fn(
+                    self.model, gen, out_sharding=sharding.replicated(self.mesh)
+                )
+            return self._generate_fns[gen]
 
     def _true_false_ids(self) -> tuple[int, int]:
         ids = [
@@ -148,11 +152,23 @@ class Evaluator:
             return {f"{task}_{name}": value for name, value in scores.items()}
         raise KeyError(f"no metric for task {task!r}")
 
+    def _all_predictions(self, params: Any) -> dict[str, dict[str, Any]]:
+        """Every task's predictions. A single process decodes the tasks on parallel threads
+        (`config.eval.parallel_tasks`, default 2): each task's first batch waits on its own
+        compile, and on a CPU those compiles (one core each) overlap the other tasks' decoding.
+        Several processes go task by task, so that all run the same programs in the same order."""
+        workers = int(self.config.eval.get("parallel_tasks", 2))
+        tasks = list(self.sources)
+        if jax.process_count() > 1 or workers <= 1 or len(tasks) <= 1:
+            return {task: self.predict(task, params) for task in tasks}
+        with ThreadPoolExecutor(min(workers, len(tasks)), "vlpet-eval") as pool:
+            futures = {task: pool.submit(self.predict, task, params) for task in tasks}
+            return {task: future.result() for task, future in futures.items()}
+
     def evaluate(self, params: Any, out_dir: str | None = None) -> dict[str, float]:
         """Every task's metrics (and predictions written to `out_dir` by process 0)."""
         results: dict[str, float] = {}
-        for task in self.sources:
-            predictions = self.predict(task, params)
+        for task, predictions in self._all_predictions(params).items():
             results.update(self.metrics(task, predictions))
             if out_dir is not None and jax.process_index() == 0:
                 os.makedirs(out_dir, exist_ok=True)

@@ -27,6 +27,7 @@ from vlpet_jax.data.prefetch import Prefetcher
 from vlpet_jax.data.tasks.registry import get_task
 from vlpet_jax.pet.trainability import split_params
 from vlpet_jax.train import data_setup, device_data, partition, sharding
+from vlpet_jax.train.compile_ahead import StepCompiler
 from vlpet_jax.train.evaluator import Evaluator
 from vlpet_jax.train.metrics_log import MetricWriter
 from vlpet_jax.train.optim import make_optimizer
@@ -141,9 +142,17 @@ def train(config: Any, workdir: str) -> dict[str, float]:
         print(f"[train] resumed from step {start_step} in {checkpointer.directory}", flush=True)
 
     writer = MetricWriter(run.workdir, run.total_steps)
-    train_step = None
     rng = jax.random.key(
         int(config.train.seed) + 1, impl=config.train.get("dropout_rng_impl", "threefry2x32")
+    )
+    rng = jax.device_put(rng, sharding.replicated(run.mesh))
+    step_fn = make_train_step(run.model, tx, schedule)
+    compiler = StepCompiler(
+        lambda arrays: partition.jit_train_step(step_fn, placement, arrays),
+        (abstract_like(state), abstract_like(frozen)),
+        (abstract_like(rng),),
+        lambda arrays: device_data.abstract_host_shards(arrays, run.mesh),
+        workers=_compile_workers(config),
     )
     log_every = max(int(config.train.log_every_steps), 1)
     ckpt_every = max(int(config.train.checkpoint_every_steps), 1)
@@ -151,15 +160,21 @@ def train(config: Any, workdir: str) -> dict[str, float]:
     evaluator = run.evaluator() if eval_every else None
     step, last_saved = start_step, start_step
     final_metrics: dict[str, float] = {}
-    prefetch = Prefetcher(iter(run.iterator), buffer_size=int(config.data.get("prefetch", 2)))
+
+    def prepare(batch):
+        """On the prefetch thread: the step's arrays, and a compile started for a new shape."""
+        arrays = _step_batch(batch)
+        compiler.ahead(arrays)
+        return batch, arrays
+
+    prefetch = Prefetcher(
+        iter(run.iterator), buffer_size=int(config.data.get("prefetch", 2)), transform=prepare
+    )
     try:
         with _StopFlag() as flag:
-            for batch in prefetch:
-                arrays = _step_batch(batch)
+            for batch, arrays in prefetch:
                 device_batch = device_data.from_host_shards(arrays, run.mesh)
-                if train_step is None:
-                    step_fn = make_train_step(run.model, tx, schedule)
-                    train_step = partition.jit_train_step(step_fn, placement, arrays)
+                train_step = compiler.executable(arrays)
                 state, metrics = train_step(state, frozen, device_batch, rng)
                 step += 1
                 writer.count_examples(float(np.sum(arrays["example_mask"])) * jax.process_count())
@@ -184,10 +199,19 @@ def train(config: Any, workdir: str) -> dict[str, float]:
                     final_metrics = _evaluate(evaluator, state, frozen, writer, step, run)
     finally:
         prefetch.close()
+        compiler.close()
         checkpointer.wait()
         checkpointer.close()
         writer.close()
     return final_metrics
+
+
+def _compile_workers(config: Any) -> int:
+    """Threads compiling step shapes ahead (`config.train.compile_workers`, default 2); none
+    with several processes, which must all compile the same programs in the same order."""
+    if jax.process_count() > 1:
+        return 0
+    return int(config.train.get("compile_workers", 2))
 
 
 def trained_params(run: Run, step: int | None = None) -> tuple[Any, int]:

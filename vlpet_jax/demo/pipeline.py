@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -119,11 +120,11 @@ def examples_per_second(workdir: str) -> float:
 
 def text_only_baseline(data_root: str) -> dict[str, float]:
     """What the text alone earns: for VQA/GQA/NLVR2 the majority answer of each question string
-    on train (overall majority for unseen strings); for captions the most frequent train caption
-    for every image. The same metric functions as the models."""
+    on train, and for strings train never asked the majority answer of questions that start with
+    the same words (the question type: "what color is ...", "is there a ..."); for captions the
+    most frequent train caption for every image. The same metric functions as the models."""
     from collections import Counter
 
-    from vlpet_jax.data.examples import best_target
     from vlpet_jax.data.tasks.registry import get_task
     from vlpet_jax.eval import (
         caption_metrics,
@@ -137,18 +138,7 @@ def text_only_baseline(data_root: str) -> dict[str, float]:
     for task, (train_split, val_split) in splits.items():
         train = get_task(task).load(data_root, train_split, train=True)
         val = get_task(task).load(data_root, val_split, train=False)
-        by_text: dict[str, Counter] = {}
-        overall: Counter = Counter()
-        for ex in train:
-            best = best_target(ex)[0]
-            by_text.setdefault(ex.input_text, Counter())[best] += 1
-            overall[best] += 1
-        fallback = overall.most_common(1)[0][0]
-
-        def guess(ex, by_text=by_text, fallback=fallback):
-            counts = by_text.get(ex.input_text)
-            return counts.most_common(1)[0][0] if counts else fallback
-
+        guess = majority_answer(train)
         if task == "nlvr":
             preds = {ex.references["identifier"]: guess(ex) == "true" for ex in val}
             labels = {ex.references["identifier"]: ex.references["label"] for ex in val}
@@ -168,3 +158,30 @@ def text_only_baseline(data_root: str) -> dict[str, float]:
     )
     results["caption_CIDEr"] = reported_caption_metrics(scores)["CIDEr"]
     return results
+
+
+def majority_answer(train: Sequence[Any]) -> Callable[[Any], str]:
+    """The text-only guesser: an example -> the majority best answer of train examples with the
+    same input text, else of those of the same question type, else of all."""
+    from collections import Counter
+
+    from vlpet_jax.data.examples import best_target
+
+    by_text: dict[str, Counter] = {}
+    by_type: dict[str, Counter] = {}
+    for ex in train:
+        best = best_target(ex)[0]
+        by_text.setdefault(ex.input_text, Counter())[best] += 1
+        by_type.setdefault(question_type(ex.input_text), Counter())[best] += 1
+    overall = sum(by_type.values(), Counter())
+
+    def guess(ex: Any) -> str:
+        counts = by_text.get(ex.input_text) or by_type.get(question_type(ex.input_text))
+        return (counts or overall).most_common(1)[0][0]
+
+    return guess
+
+
+def question_type(text: str, words: int = 4) -> str:
+    """The first words of a task input: its prompt and the question's opening words."""
+    return " ".join(text.split()[:words])

@@ -145,14 +145,16 @@ def train(config: Any, workdir: str) -> dict[str, float]:
     rng = jax.random.key(
         int(config.train.seed) + 1, impl=config.train.get("dropout_rng_impl", "threefry2x32")
     )
-    rng = jax.device_put(rng, sharding.replicated(run.mesh))
+    compile_workers = _compile_workers(config)
+    if compile_workers:  # single process: an executable compiled ahead takes it replicated
+        rng = jax.device_put(rng, sharding.replicated(run.mesh))
     step_fn = make_train_step(run.model, tx, schedule)
     compiler = StepCompiler(
         lambda arrays: partition.jit_train_step(step_fn, placement, arrays),
         (abstract_like(state), abstract_like(frozen)),
         (abstract_like(rng),),
         lambda arrays: device_data.abstract_host_shards(arrays, run.mesh),
-        workers=_compile_workers(config),
+        workers=compile_workers,
     )
     log_every = max(int(config.train.log_every_steps), 1)
     ckpt_every = max(int(config.train.checkpoint_every_steps), 1)

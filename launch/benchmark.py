@@ -172,16 +172,26 @@ def _suite_of(record: dict) -> str:
 
 def _merge(path: str, new: list[dict]) -> list[dict]:
     """`--merge`: the existing file's records that this run does not replace, then the new ones.
-    A record is replaced when the new ones hold its suite for its family (records without a
-    family, such as `matmul`, by suite), so `--suites=train --families=bart` keeps T5's."""
+    A record is replaced when the new ones hold its suite for its family and size (records
+    without a size by suite and family, records without a family by suite), so
+    `--suites=train --families=bart` keeps T5's and `--suites=decode --sizes=base` the tiny ones."""
     if not os.path.exists(path):
         return new
-    replaced = {(_suite_of(r), r.get("family")) for r in new}
-    replaced |= {(suite, None) for suite, _ in replaced}
+    exact = {(_suite_of(r), r.get("family"), r.get("size")) for r in new}
+    by_family = {(suite, family) for suite, family, _ in exact}
+    by_suite = {suite for suite, _, _ in exact}
+
+    def replaced(r: dict) -> bool:
+        suite, family, size = _suite_of(r), r.get("family"), r.get("size")
+        if family is None:
+            return suite in by_suite
+        if size is None:
+            return (suite, family) in by_family
+        return (suite, family, size) in exact
+
     with open(path) as f:
         old = json.load(f)["records"]
-    kept = [r for r in old if (_suite_of(r), r.get("family")) not in replaced]
-    return kept + new
+    return [r for r in old if not replaced(r)] + new
 
 
 def main(argv: list[str]) -> None:

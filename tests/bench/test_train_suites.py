@@ -97,3 +97,29 @@ def test_launcher_merges_suites(tmp_path):
     new = {r["method"] for r in records if r["benchmark"] == "optstate" and r["family"] == "t5"}
     assert new == {"vl_pet_large", "full_ft"}
     assert os.path.exists(tmp_path / "results.md")
+
+
+def test_merge_replaces_by_suite_family_and_size(tmp_path):
+    from launch.benchmark import _merge
+
+    out = tmp_path / "results.json"
+    old = [
+        {"benchmark": "decode", "family": "bart", "size": "tiny", "speedup": 4.1},
+        {"benchmark": "decode", "family": "bart", "size": "base", "speedup": 1.0},
+        {"benchmark": "decode", "family": "t5", "size": "base", "speedup": 1.1},
+        {"benchmark": "matmul", "jax_fp32_gflops": 200.0},
+    ]
+    out.write_text(json.dumps({"machine": {}, "records": old}))
+    new = [{"benchmark": "decode", "family": "bart", "size": "base", "speedup": 1.2}]
+    merged = _merge(str(out), new)
+    # Only the record of the same suite, family and size is replaced.
+    assert merged == [old[0], old[2], old[3], new[0]]
+
+
+def test_results_are_readable_by_everyone(tmp_path):
+    from vlpet_jax.bench.report import atomic_write_text
+
+    path = tmp_path / "results.md"
+    atomic_write_text(str(path), "x\n")
+    assert path.read_text() == "x\n"
+    assert os.stat(path).st_mode & 0o777 == 0o644

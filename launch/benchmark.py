@@ -44,7 +44,6 @@ denominators. The PNG (ex/s bars, scaling curves) goes next to the JSON. A quick
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -165,35 +164,6 @@ def _run_suite(name: str) -> list[dict]:
     raise app.UsageError(f"unknown suite {name!r}; known: {SUITES}")
 
 
-def _suite_of(record: dict) -> str:
-    # Record kinds are `<suite>` or `<suite>_<detail>` (pipeline_consolidate, train_summary).
-    return record["benchmark"].split("_")[0]
-
-
-def _merge(path: str, new: list[dict]) -> list[dict]:
-    """`--merge`: the existing file's records that this run does not replace, then the new ones.
-    A record is replaced when the new ones hold its suite for its family and size (records
-    without a size by suite and family, records without a family by suite), so
-    `--suites=train --families=bart` keeps T5's and `--suites=decode --sizes=base` the tiny ones."""
-    if not os.path.exists(path):
-        return new
-    exact = {(_suite_of(r), r.get("family"), r.get("size")) for r in new}
-    by_family = {(suite, family) for suite, family, _ in exact}
-    by_suite = {suite for suite, _, _ in exact}
-
-    def replaced(r: dict) -> bool:
-        suite, family, size = _suite_of(r), r.get("family"), r.get("size")
-        if family is None:
-            return suite in by_suite
-        if size is None:
-            return (suite, family) in by_family
-        return (suite, family, size) in exact
-
-    with open(path) as f:
-        old = json.load(f)["records"]
-    return [r for r in old if not replaced(r)] + new
-
-
 def main(argv: list[str]) -> None:
     del argv
     unknown = [s for s in _SUITES.value if s not in SUITES]
@@ -215,7 +185,7 @@ def main(argv: list[str]) -> None:
             print(f"[benchmark] {record}", flush=True)
         records.extend(suite_records)
     if _MERGE.value:
-        records = _merge(_OUT.value, records)
+        records = report.merge_records(_OUT.value, records)
     machine = timing.machine_description()
     command = " ".join(["python -m launch.benchmark", *sys.argv[1:]])
     block = summary.readme_summary(

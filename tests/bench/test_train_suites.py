@@ -100,7 +100,7 @@ def test_launcher_merges_suites(tmp_path):
 
 
 def test_merge_replaces_by_suite_family_and_size(tmp_path):
-    from launch.benchmark import _merge
+    from vlpet_jax.bench.report import merge_records
 
     out = tmp_path / "results.json"
     old = [
@@ -111,7 +111,7 @@ def test_merge_replaces_by_suite_family_and_size(tmp_path):
     ]
     out.write_text(json.dumps({"machine": {}, "records": old}))
     new = [{"benchmark": "decode", "family": "bart", "size": "base", "speedup": 1.2}]
-    merged = _merge(str(out), new)
+    merged = merge_records(str(out), new)
     # Only the record of the same suite, family and size is replaced.
     assert merged == [old[0], old[2], old[3], new[0]]
 

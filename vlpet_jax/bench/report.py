@@ -60,3 +60,32 @@ def write_results(
     )
     atomic_write_text(md_path, header + "\n" + markdown_table(records))
     return md_path
+
+
+def _suite_of(record: dict) -> str:
+    # Record kinds are `<suite>` or `<suite>_<detail>` (pipeline_consolidate, train_summary).
+    return record["benchmark"].split("_")[0]
+
+
+def merge_records(path: str, new: list[dict]) -> list[dict]:
+    """`--merge`: the existing file's records that this run does not replace, then the new ones.
+    A record is replaced when the new ones hold its suite for its family and size (records
+    without a size by suite and family, records without a family by suite), so
+    `--suites=train --families=bart` keeps T5's and `--suites=decode --sizes=base` the tiny ones."""
+    if not os.path.exists(path):
+        return new
+    exact = {(_suite_of(r), r.get("family"), r.get("size")) for r in new}
+    by_family = {(suite, family) for suite, family, _ in exact}
+    by_suite = {suite for suite, _, _ in exact}
+
+    def replaced(r: dict) -> bool:
+        suite, family, size = _suite_of(r), r.get("family"), r.get("size")
+        if family is None:
+            return suite in by_suite
+        if size is None:
+            return (suite, family) in by_family
+        return (suite, family, size) in exact
+
+    with open(path) as f:
+        old = json.load(f)["records"]
+    return [r for r in old if not replaced(r)] + new

@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from vlpet_jax.bench.summary import machine_line
+
 
 def atomic_write_text(path: str, text: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
@@ -55,9 +57,7 @@ def write_results(
     payload = {"machine": machine, "records": list(records)}
     atomic_write_text(json_path, json.dumps(payload, indent=2) + "\n")
     md_path = os.path.splitext(json_path)[0] + ".md"
-    header = summary or (
-        f"Machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}\n"
-    )
+    header = summary or machine_line(machine) + "\n"
     atomic_write_text(md_path, header + "\n" + markdown_table(records))
     return md_path
 

@@ -79,7 +79,8 @@ def _wrap(text: str) -> str:
     return textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False)
 
 
-def _machine_line(machine: dict[str, Any]) -> str:
+def machine_line(machine: dict[str, Any]) -> str:
+    """`Machine: CPU, N cores (SIMD), Python x, jax y, torch z.` from `machine_description()`."""
     cores = f"{machine.get('cores', '?')} cores"
     if machine.get("simd"):
         cores += f" ({machine['simd']})"
@@ -168,7 +169,7 @@ def readme_summary(
         )
     header = "| | " + " | ".join(f"{FAMILY_LABELS.get(f, f)}-{size}" for f in families) + " |"
     lines = [
-        _wrap(_machine_line(machine)),
+        _wrap(machine_line(machine)),
         _wrap(provenance + "."),
         "",
         header,

@@ -69,24 +69,24 @@ class StepCompiler:
         args = (*self._abstract_args, self._batch_spec(arrays), *self._abstract_after)
         return self._step(arrays).lower(*args).compile()
 
-    def ahead(self, arrays: Mapping[str, Any]) -> None:
-        """Start compiling for `arrays`' signature unless it is compiled or compiling."""
-        if self._pool is None:
-            return
+    def _future(self, arrays: Mapping[str, Any]) -> Future:
+        """The compile of `arrays`' signature, started here unless it is compiled or compiling."""
         signature = batch_signature(arrays)
         with self._lock:
-            if signature in self._futures:
-                return
-            self._futures[signature] = self._pool.submit(self._compile, dict(arrays))
+            if signature not in self._futures:
+                self._futures[signature] = self._pool.submit(self._compile, dict(arrays))
+            return self._futures[signature]
+
+    def ahead(self, arrays: Mapping[str, Any]) -> None:
+        """Start compiling for `arrays`' signature unless it is compiled or compiling."""
+        if self._pool is not None:
+            self._future(arrays)
 
     def executable(self, arrays: Mapping[str, Any]) -> Callable:
         """The step for `arrays`: waits for its compile (started now if nobody asked before)."""
         if self._pool is None:
             return self._step(arrays)
-        self.ahead(arrays)
-        with self._lock:
-            future = self._futures[batch_signature(arrays)]
-        return future.result()
+        return self._future(arrays).result()
 
     @property
     def compiled_signatures(self) -> int:

@@ -26,13 +26,15 @@ def _device_arrays(batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in batch.items() if k not in HOST_ONLY}
 
 
+def _placement(value: np.ndarray, mesh: Mesh) -> jax.sharding.Sharding:
+    """Batch arrays split their rows over (data, fsdp); scalars are replicated."""
+    return sharding.batch_sharding(mesh, value.ndim) if value.ndim else sharding.replicated(mesh)
+
+
 def from_host_shards(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
     out = {}
     for key, value in _device_arrays(batch).items():
-        spec = (
-            sharding.batch_sharding(mesh, value.ndim) if value.ndim else sharding.replicated(mesh)
-        )
-        out[key] = jax.make_array_from_process_local_data(spec, value)
+        out[key] = jax.make_array_from_process_local_data(_placement(value, mesh), value)
     return out
 
 
@@ -43,20 +45,15 @@ def abstract_host_shards(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.
         raise ValueError("abstract_host_shards needs the global batch: single-process runs only")
     out = {}
     for key, value in _device_arrays(batch).items():
-        spec = (
-            sharding.batch_sharding(mesh, value.ndim) if value.ndim else sharding.replicated(mesh)
-        )
         dtype = jax.dtypes.canonicalize_dtype(value.dtype)
-        out[key] = jax.ShapeDtypeStruct(value.shape, dtype, sharding=spec)
+        out[key] = jax.ShapeDtypeStruct(value.shape, dtype, sharding=_placement(value, mesh))
     return out
 
 
 def from_full_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
     out = {}
     for key, value in _device_arrays(batch).items():
-        spec = (
-            sharding.batch_sharding(mesh, value.ndim) if value.ndim else sharding.replicated(mesh)
-        )
+        spec = _placement(value, mesh)
         out[key] = jax.make_array_from_callback(value.shape, spec, lambda index, v=value: v[index])
     return out
 

@@ -28,10 +28,6 @@ _PRETRAIN_STEPS = flags.DEFINE_integer("pretrain_steps", 400, "denoising pre-tra
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
-    # Tiny models on a CPU are compile-bound (see vlpet_jax.train.xla_flags).
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-    ).strip()
     import jax
 
     from vlpet_jax.data import synthetic

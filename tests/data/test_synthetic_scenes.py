@@ -107,6 +107,24 @@ def test_extractor_is_fixed_forever_and_local_per_cell():
     assert differs.tolist() == [6 * 7 + 6]  # only grid cell (6, 6) of lattice cell (3, 3)
 
 
+def test_an_object_stands_out_from_empty_cells():
+    """Empty cells carry (almost) nothing, so an object's token is not hidden under a component
+    that every cell shares: after a random projection and LayerNorm, as the model's visual
+    embedding first sees them, object and empty tokens point in unrelated directions."""
+    extractor = ex.FeatureExtractor()
+    scene = (SceneObject("red", "cube", "small", 1, 1),)
+    feats = extractor.image_features(render_scene(scene, IMAGE_LATTICE, np.random.default_rng(0)))
+    feats = feats.astype(np.float32)
+    object_cell, empty_cell = 2 * 7 + 2, 0
+    norms = np.linalg.norm(feats, axis=1)
+    assert norms[empty_cell] < 0.05 * norms[object_cell]
+    proj = np.random.default_rng(1).standard_normal((feats.shape[1], 64)) / np.sqrt(feats.shape[1])
+    tokens = feats @ proj
+    tokens = (tokens - tokens.mean(1, keepdims=True)) / tokens.std(1, keepdims=True)
+    cosine = tokens[object_cell] @ tokens[empty_cell] / 64
+    assert abs(cosine) < 0.5, cosine
+
+
 def test_descriptor_is_linearly_recoverable_from_the_features():
     extractor = ex.FeatureExtractor(image_dim=256)
     image = render_scene(_scenes(3, 1)[0], IMAGE_LATTICE, np.random.default_rng(1))

@@ -97,7 +97,9 @@ def run_config(backbone: str, method: str, checkpoint: str, data_root: str, opti
     config.train.log_every_steps = 25
     config.train.checkpoint_every_steps = 10_000
     config.train.eval_every_epochs = options.epochs
-    config.train.fast_compile = True
+    # Full XLA optimisation: the step shapes compile ahead on background threads
+    # (`train.compile_workers`), so the ~3x faster steps win over fast_compile's cheaper compiles.
+    config.train.fast_compile = False
     # Tiny models from scratch-pretrained text: a larger step than the base-size recipe.
     config.optim.lr = 3e-3 if method != "full_ft" else 1e-3
     config.eval.caption.num_beams = 1

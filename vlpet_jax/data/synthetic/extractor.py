@@ -4,8 +4,14 @@ Images -> (49, image_dim) float16, one row per cell of the 7×7 grid in row-majo
 CLIP RN101 layer-4 map. Video frames -> (T, video_dim) float32, one row per frame, like the CLIP
 ViT-B/32 frame embeddings of the VALUE release.
 
-How a row is made: a small descriptor of what is visible (the share of pixels of each palette
-colour, the silhouette of the foreground, the mean colour), a fixed random projection, and a ReLU.
+How a row is made: a small descriptor of what is visible (the share of pixels of each object
+colour, the silhouette of the foreground, the mean colour's offset from the background), a fixed
+random projection, and a ReLU. An empty cell's descriptor is zero up to pixel noise, so its features
+are near zero and an object's token stands out, as objects do on a CLIP map. An earlier descriptor
+had a constant part (a bias entry, the background's share, the absolute mean colour) that every
+cell shared: after a random projection and LayerNorm an object's token had cosine 0.91-0.97 with an
+empty one, and tiny T5 VL-PET-large trained only on 600 "what color is the <shape>?" questions
+stayed at chance (23%) for 500 steps; with this descriptor it reached 50% by step 375.
 The projection is drawn once from ``EXTRACTOR_SEED`` and never changes, so the features of a scene
 are a pure function of its pixels. Its rows come in ± pairs, ``relu([V·x; −V·x])``, so each unit is
 a rectified random feature (sparse and non-negative, like a CLIP map) while ``V·x`` = first half −
@@ -32,11 +38,11 @@ VIDEO_FEAT_DIM = 512  # CLIP ViT-B/32 frames
 PALETTE = np.array([*(COLOR_RGB[c] for c in COLORS), BACKGROUND_RGB], np.float32)  # (7, 3)
 BACKGROUND_INDEX = len(COLORS)
 NUM_BINS = len(PALETTE)
-CELL_DESC_DIM = NUM_BINS + CELL_PX * CELL_PX + 3 + 1  # hist, silhouette, mean rgb, bias
+CELL_DESC_DIM = NUM_BINS - 1 + CELL_PX * CELL_PX + 3  # colour shares, silhouette, mean rgb
 FRAME_POS_DESC_DIM = NUM_BINS + 2 * CELL_PX  # hist, row profile, column profile
 FRAME_DESC_DIM = VIDEO_LATTICE.num_positions * FRAME_POS_DESC_DIM + 3 + 1
 _IMAGE_STREAM, _VIDEO_STREAM = 0, 1
-_SPARSE_ROW = 8  # a background cell has 5 non-zero descriptor entries
+_SPARSE_ROW = 8  # an empty cell has 3 non-zero descriptor entries (the noisy mean colour)
 
 
 def _projection(out_dim: int, in_dim: int, stream: int) -> np.ndarray:
@@ -100,11 +106,10 @@ def cell_descriptors(images: np.ndarray) -> np.ndarray:
     lead = images.shape[:-3]
     onehot = np.eye(NUM_BINS, dtype=np.float32)[palette_index(images)]  # (..., 56, 56, 7)
     cells = _cells(onehot).reshape(*lead, GRID * GRID, CELL_PX * CELL_PX, NUM_BINS)
-    hist = cells.mean(-2)
+    shares = cells[..., :BACKGROUND_INDEX].mean(-2)
     silhouette = 1.0 - cells[..., BACKGROUND_INDEX]  # (..., 49, 64): 1 on the object
     mean_rgb = _cells(images).reshape(*lead, GRID * GRID, CELL_PX * CELL_PX, 3).mean(-2)
-    bias = np.ones((*lead, GRID * GRID, 1), np.float32)
-    return np.concatenate([hist, silhouette / CELL_PX, mean_rgb, bias], axis=-1)
+    return np.concatenate([shares, silhouette / CELL_PX, mean_rgb - BACKGROUND_RGB], axis=-1)
 
 
 def frame_descriptors(frames: np.ndarray) -> np.ndarray:

@@ -298,9 +298,14 @@ def test_evaluating_a_restored_checkpoint_reproduces_the_training_record(referen
     assert len(during) == 20
 
 
-def test_non_finite_loss_stops_with_the_last_good_checkpoint(reference, new_workdir, monkeypatch):
+@pytest.mark.parametrize("log_every", [1, 3])
+def test_non_finite_loss_stops_with_the_last_good_checkpoint(
+    reference, new_workdir, monkeypatch, log_every
+):
+    """Step 5's update is non-finite: the run stops there, whether or not step 5 is a logging
+    step (the check must not ride on the metrics read for logging), before step 6 checkpoints."""
     ref_dir, *_ = reference
-    workdir = new_workdir("non_finite")
+    workdir = new_workdir(f"non_finite_log{log_every}")
     step_batch, calls = trainer._step_batch, []
 
     def poisoned(batch):
@@ -311,8 +316,10 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(reference, new_work
         return arrays
 
     monkeypatch.setattr(trainer, "_step_batch", poisoned)
+    config = tiny_config()
+    config.train.log_every_steps = log_every
     with pytest.raises(trainer.NonFiniteLossError) as error:
-        trainer.train(tiny_config(), str(workdir))
+        trainer.train(config, str(workdir))
     message = str(error.value)
     assert "non-finite loss or gradient at step 5" in message
     assert f"last checkpoint: step 4 in {workdir / 'checkpoints'}" in message

@@ -199,3 +199,22 @@ def test_visual_sources_dispatch_on_key_count(tmp_path, write):
     empty = visuals.empty(2)
     assert empty.feats.shape == (72, 8) and not empty.feats.any()
     assert empty.img_order_ids.tolist() == [0] * 36 + [1] * 36
+
+
+def test_image_visuals_pool_each_image_once_and_match_the_reference(tmp_path, write):
+    rng = np.random.default_rng(3)
+    raw = {k: rng.normal(size=(49, 8)).astype(np.float16) for k in ("a", "b")}
+    for key, feats in raw.items():
+        write.h5(tmp_path, key, feats)
+    visuals = F.ImageVisuals(F.ImageFeatureStore(tmp_path, expected_shape=(49, 8)))
+    single = visuals(["a"])
+    pair = visuals(["a", "b"])
+    assert single.feats.dtype == np.float16  # pooled in float32, returned in the stored dtype
+    np.testing.assert_array_equal(
+        single.feats, _brute_force_pool(raw["a"].reshape(7, 7, 8), 6, 6).reshape(36, 8)
+    )
+    reference = F.image_pair_tokens(raw["a"], raw["b"])
+    for got, want in zip(pair, reference):
+        np.testing.assert_array_equal(got, want)
+    # "a" was pooled for the first call and served from the pooled cache for the pair.
+    assert (visuals.pooled.misses, visuals.pooled.hits) == (2, 1)

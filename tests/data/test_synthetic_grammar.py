@@ -130,4 +130,10 @@ def test_captions_are_true_of_their_scene():
                 checked += 1
             if text.startswith("there are"):
                 assert text == f"there are {NUMBER_WORDS[len(scene)]} objects"
+    # One object is counted in the singular.
+    single = (SceneObject("red", "cube", "small", 0, 0),)
+    assert set(caption_candidates(single)) == {
+        "there is one object",
+        "one object including a small red cube",
+    }
     assert checked > 10

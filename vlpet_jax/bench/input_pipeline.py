@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vlpet_jax.data.batching import TextCollator
 from vlpet_jax.data.consolidated import consolidate_features
 from vlpet_jax.data.multitask import MultitaskIterator, load_task_source, task_batch_sizes
@@ -72,7 +74,9 @@ def measure(
         task, root, "train", train=True, batch_size=batch_size, cache_items=0,
         consolidated=store == "consolidated",
     )  # fmt: skip
-    iterator: Any = MultitaskIterator([source], collator, seed=seed)
+    # The trainer's host dtype (`data_setup.visual_dtype`): images stay float16, video float32.
+    vis_dtype = np.float32 if get_task(task).visual == "video" else np.float16
+    iterator: Any = MultitaskIterator([source], collator, seed=seed, vis_dtype=vis_dtype)
     if prefetch:
         iterator = Prefetcher(iterator, buffer_size=2)
     try:

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import jax
+import numpy as np
 
 from vlpet_jax.checkpoints.tokenizer import load_tokenizer
 from vlpet_jax.data.batching import TextCollator
@@ -79,6 +80,13 @@ def run_tokenizer(config: Any, workdir: str, family: str) -> tuple[str, Any]:
 def batch_multiple(mesh_batch_devices: int) -> int:
     """Global batches must split over hosts and over the (data, fsdp) devices."""
     return math.lcm(jax.process_count(), mesh_batch_devices)
+
+
+def visual_dtype(config: Any) -> Any:
+    """The host dtype of a batch's ``vis_feats``: images keep the float16 their HDF5 files store
+    (NumPy's float16 -> float32 cast cost more than the rest of a batch, and the device casts
+    exactly); video features are float32 on disk and stay so."""
+    return np.float16 if config.modality == "image" else np.float32
 
 
 def prepare(config: Any, workdir: str, family: str, with_eval: bool = True) -> RunData:

@@ -29,7 +29,7 @@ from vlpet_jax.eval import (
     video_qa_accuracy,
     vqa_accuracy,
 )
-from vlpet_jax.train import device_data, sharding
+from vlpet_jax.train import data_setup, device_data, sharding
 from vlpet_jax.train.generate import GenerationConfig, make_generate_fn
 from vlpet_jax.train.step import model_inputs
 
@@ -48,6 +48,7 @@ class Evaluator:
     ):
         self.model, self.config, self.tokenizer = model, config, tokenizer
         self.collator, self.sources, self.mesh = collator, dict(sources), mesh
+        self.vis_dtype = data_setup.visual_dtype(config)
         self._generate_fns: dict[GenerationConfig, Any] = {}
         self._lock = threading.Lock()
         replicated = sharding.replicated(mesh)
@@ -84,7 +85,7 @@ class Evaluator:
         source = self.sources[task]
         mode = self.config.eval[task].mode
         predictions: dict[str, Any] = {}
-        for batch in eval_batches(source, self.collator):
+        for batch in eval_batches(source, self.collator, vis_dtype=self.vis_dtype):
             arrays = dict(batch.arrays)
             if mode == "score":
                 prefix, read_pos = self.collator.format.score_prefix()

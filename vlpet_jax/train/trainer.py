@@ -105,6 +105,7 @@ class Run:
             batch_multiple=data_setup.batch_multiple(batch_devices),
             drop_remainder=bool(config.data.get("drop_remainder", False)),
             num_epochs=int(config.train.epochs),
+            vis_dtype=data_setup.visual_dtype(config),
         )
         self.steps_per_epoch = self.iterator.steps_per_epoch
         self.total_steps = int(config.train.epochs) * self.steps_per_epoch

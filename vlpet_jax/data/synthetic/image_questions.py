@@ -223,13 +223,24 @@ def _true_relations(a: SceneObject, b: SceneObject) -> list[str]:
     return [r for r in RELATIONS if relation_holds(r, a.position, b.position)]
 
 
+def count_phrase(n: int) -> str:
+    """``one object``, ``three objects``."""
+    return f"{NUMBER_WORDS[n]} object{'' if n == 1 else 's'}"
+
+
+def count_sentence(n: int) -> str:
+    """``there is one object``, ``there are three objects``."""
+    return f"there {'is' if n == 1 else 'are'} {count_phrase(n)}"
+
+
 def caption_candidates(scene: Scene) -> list[str]:
     """Every caption the grammar can say about ``scene`` (true of it, by construction)."""
     n = len(scene)
-    out = [f"there are {NUMBER_WORDS[n]} objects"] if n < len(NUMBER_WORDS) else []
+    counted = n < len(NUMBER_WORDS)
+    out = [count_sentence(n)] if counted else []
     for a in scene:
-        if n < len(NUMBER_WORDS):
-            out.append(f"{NUMBER_WORDS[n]} objects including a {a.name(with_size=True)}")
+        if counted:
+            out.append(f"{count_phrase(n)} including a {a.name(with_size=True)}")
         for b in scene:
             if a is b:
                 continue

@@ -1,0 +1,27 @@
+"""How the trainer hands visual features to the device: image features stay float16 on the host
+(their stored dtype; the model widens them exactly on device), video features float32."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vlpet_jax import api
+from vlpet_jax.data.batching import stack_visuals
+from vlpet_jax.data.features import image_tokens
+from vlpet_jax.train import data_setup
+
+
+def test_image_batches_keep_float16_and_video_batches_float32():
+    image = api.load_config("configs/image_text.py:backbone=t5_tiny,method=vl_pet_large")
+    video = api.load_config("configs/video_text.py:backbone=t5_tiny,method=vl_pet_large")
+    assert data_setup.visual_dtype(image) == np.float16
+    assert data_setup.visual_dtype(video) == np.float32
+
+
+def test_float16_batches_hold_exactly_the_stored_features():
+    stored = np.random.default_rng(0).normal(size=(49, 16)).astype(np.float16)
+    tokens = [image_tokens(stored)] * 3
+    narrow = stack_visuals(tokens, np.float16)["vis_feats"]
+    wide = stack_visuals(tokens, np.float32)["vis_feats"]
+    assert narrow.dtype == np.float16
+    np.testing.assert_array_equal(narrow.astype(np.float32), wide)

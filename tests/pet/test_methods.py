@@ -430,10 +430,13 @@ def test_gates_have_the_documented_shape_and_range(name, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_hyperformer_decodes_incrementally_as_the_full_forward(family):
-    """The decode cache carries the rows' task ids, from which every step rebuilds the
-    hyper-network's context (the part of the hook protocol only HyperFormer uses)."""
-    _, _, model, params = _built("hyperformer", family)
+@pytest.mark.parametrize("method", ["hyperformer", "vl_pet_large", "lora", "vl_adapter"])
+def test_incremental_decoding_is_the_full_forward(method, family):
+    """Generation's cached path computes what training computes, for every kind of hook: the
+    decoder value adapter (VL-PET) and the cross-attention LoRA read the cached encoder states,
+    the adapters sit on every decoder sub-layer, and HyperFormer's cache carries the rows' task
+    ids, from which every step rebuilds the hyper-network's context."""
+    _, _, model, params = _built(method, family)
     variables = {"params": _randomised_pet(params, seed=5)}
     batch = tiny_batch(seed=6)
     full = model.apply(variables, batch)
@@ -441,7 +444,7 @@ def test_hyperformer_decodes_incrementally_as_the_full_forward(family):
     cache = model.apply(
         variables, enc, enc_mask, DEC_LEN, batch["task_ids"], method=VLModel.init_cache
     )
-    steps = 2  # causal: the first positions of the full forward are the same computation
+    steps = DEC_LEN  # causal: position i of the full forward is step i's computation
     stepped = []
     for i in range(steps):
         tokens = batch["decoder_input_ids"][:, i]

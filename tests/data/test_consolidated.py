@@ -203,6 +203,9 @@ def test_load_task_source_prefers_the_consolidated_file(tmp_path, write, t5_toke
 
     per_file_source, per_file = first_batch()
     assert isinstance(per_file_source.visuals.store, ImageFeatureStore)
+    # One cache per image task, of pooled tokens; the store keeps no second copy of the raw rows.
+    assert per_file_source.visuals.store.cache.max_items == 0
+    assert per_file_source.visuals.pooled.max_items > 0 and len(per_file_source.visuals.pooled) == 2
     with pytest.raises(FileNotFoundError, match=r"data_clip_RN101_att\.h5"):
         first_batch(consolidated=True)
     C.consolidate_features(feature_dir, "image")

@@ -288,12 +288,19 @@ class VideoFeatureStore:
 class ImageVisuals:
     """Visual tokens of an image example: one key -> 36 tokens, two keys (NLVR2) -> 72."""
 
-    def __init__(self, store: ImageFeatureStore, out_grid: int = IMAGE_POOLED_GRID) -> None:
+    def __init__(
+        self,
+        store: ImageFeatureStore,
+        out_grid: int = IMAGE_POOLED_GRID,
+        cache_items: int | None = None,
+    ) -> None:
         self.store = store
         self.out_grid = out_grid
         # An image is asked about many times an epoch (VQA has ~5 questions per image): pooling it
         # once per stay in the cache keeps the host side of a step well ahead of the device.
-        self.pooled: LRUCache[str, VisualTokens] = LRUCache(store.cache.max_items)
+        # Default size: the store's cache (give the store none, and this one is the only copy).
+        size = store.cache.max_items if cache_items is None else cache_items
+        self.pooled: LRUCache[str, VisualTokens] = LRUCache(size)
 
     def image(self, key: str) -> VisualTokens:
         """The 36 pooled tokens of one image (cached)."""

@@ -222,13 +222,23 @@ def data_config(
     tasks: Sequence[str],
     all_tasks: Mapping[str, ml_collections.ConfigDict],
     batch_size: int,
+    vis_dtype: str,
 ) -> ml_collections.ConfigDict:
-    """Dataset root, the task mixture, base batch B and one sub-config per known task."""
+    """Dataset root, the task mixture, base batch B, the host dtype of the visual features (their
+    stored one: float16 CLIP image grids, float32 video frames; float16 halves what a batch costs
+    on the host and on the way to the device, and the model widens it exactly), and one
+    sub-config per known task."""
     unknown = [t for t in tasks if t not in all_tasks]
     if unknown:
         raise ValueError(f"unknown tasks {unknown}; this config knows: {', '.join(all_tasks)}")
     data = ml_collections.ConfigDict(
-        dict(root=root, tasks=tuple(tasks), batch_size=batch_size, drop_remainder=False)
+        dict(
+            root=root,
+            tasks=tuple(tasks),
+            batch_size=batch_size,
+            drop_remainder=False,
+            vis_dtype=vis_dtype,
+        )
     )
     for name, cfg in all_tasks.items():
         data[name] = cfg

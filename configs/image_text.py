@@ -55,7 +55,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     batch = LOCAL_BATCH if args.runlocal else BASE_BATCH[family]
     # runlocal trains on the built-in synthetic benchmark, generated under the workdir.
     root = "synthetic" if args.runlocal else "datasets"
-    config.data = common.data_config(root, args.tasks or TASKS, tasks, batch)
+    # CLIP RN101 grids are stored float16 (SPEC.md §2); set float32 for features saved wider.
+    config.data = common.data_config(root, args.tasks or TASKS, tasks, batch, "float16")
     config.data.synthetic = common.synthetic_config(args.runlocal, "image")
 
     decode = {

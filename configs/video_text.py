@@ -53,7 +53,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     batch = LOCAL_BATCH if args.runlocal else BASE_BATCH
     # runlocal trains on the built-in synthetic benchmark, generated under the workdir.
     root = "synthetic" if args.runlocal else "datasets"
-    config.data = common.data_config(root, args.tasks or TASKS, tasks, batch)
+    # The VALUE release's frame features are float32.
+    config.data = common.data_config(root, args.tasks or TASKS, tasks, batch, "float32")
     config.data.synthetic = common.synthetic_config(args.runlocal, "video")
 
     decode = {

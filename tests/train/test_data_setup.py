@@ -1,9 +1,11 @@
-"""How the trainer hands visual features to the device: image features stay float16 on the host
-(their stored dtype; the model widens them exactly on device), video features float32."""
+"""How the trainer hands visual features to the device: in their stored dtype by default
+(`config.data.vis_dtype`), float16 image grids and float32 video frames; the model widens float16
+exactly on device."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from vlpet_jax import api
 from vlpet_jax.data.batching import stack_visuals
@@ -16,6 +18,13 @@ def test_image_batches_keep_float16_and_video_batches_float32():
     video = api.load_config("configs/video_text.py:backbone=t5_tiny,method=vl_pet_large")
     assert data_setup.visual_dtype(image) == np.float16
     assert data_setup.visual_dtype(video) == np.float32
+    image.data.vis_dtype = "float32"  # features saved wider than the official files
+    assert data_setup.visual_dtype(image) == np.float32
+    image.data.vis_dtype = "bfloat16"
+    with pytest.raises(
+        ValueError, match="vis_dtype must be 'float16' or 'float32', got 'bfloat16'"
+    ):
+        data_setup.visual_dtype(image)
 
 
 def test_float16_batches_hold_exactly_the_stored_features():

@@ -83,10 +83,14 @@ def batch_multiple(mesh_batch_devices: int) -> int:
 
 
 def visual_dtype(config: Any) -> Any:
-    """The host dtype of a batch's ``vis_feats``: images keep the float16 their HDF5 files store
-    (NumPy's float16 -> float32 cast cost more than the rest of a batch, and the device casts
-    exactly); video features are float32 on disk and stay so."""
-    return np.float16 if config.modality == "image" else np.float32
+    """The host dtype of a batch's ``vis_feats`` (``config.data.vis_dtype``): the features' stored
+    dtype, float16 for the CLIP image grids (NumPy's float16 -> float32 cast cost more than the
+    rest of a batch; the model widens them on device, exactly), float32 for video frames."""
+    default = "float16" if config.modality == "image" else "float32"
+    name = str(config.data.get("vis_dtype", default))
+    if name not in ("float16", "float32"):
+        raise ValueError(f"config.data.vis_dtype must be 'float16' or 'float32', got {name!r}")
+    return np.dtype(name).type
 
 
 def prepare(config: Any, workdir: str, family: str, with_eval: bool = True) -> RunData:

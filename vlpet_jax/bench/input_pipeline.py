@@ -23,10 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from vlpet_jax.data.batching import TextCollator
 from vlpet_jax.data.consolidated import consolidate_features
+from vlpet_jax.data.features import STORED_DTYPE
 from vlpet_jax.data.multitask import MultitaskIterator, load_task_source, task_batch_sizes
 from vlpet_jax.data.prefetch import Prefetcher
 from vlpet_jax.data.tasks import get_task, task_names
@@ -74,9 +73,9 @@ def measure(
         task, root, "train", train=True, batch_size=batch_size, cache_items=0,
         consolidated=store == "consolidated",
     )  # fmt: skip
-    # The trainer's host dtype (`data_setup.visual_dtype`): images stay float16, video float32.
-    vis_dtype = np.float32 if get_task(task).visual == "video" else np.float16
-    iterator: Any = MultitaskIterator([source], collator, seed=seed, vis_dtype=vis_dtype)
+    # Batches keep the features' stored dtype, as the trainer's do (`data_setup.visual_dtype`).
+    kind = "video" if get_task(task).visual == "video" else "image"
+    iterator: Any = MultitaskIterator([source], collator, seed=seed, vis_dtype=STORED_DTYPE[kind])
     if prefetch:
         iterator = Prefetcher(iterator, buffer_size=2)
     try:

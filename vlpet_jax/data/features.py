@@ -33,6 +33,10 @@ IMAGE_POOLED_GRID = 6  # adaptive max-pool target: 6×6 = 36 tokens per image
 IMAGE_FEAT_DIM = 2048
 VIDEO_FEAT_DIM = 512
 VIDEO_TOKENS = 64
+# The dtype each kind of feature is stored in (SPEC.md §2), which batches keep on the host: the
+# model widens float16 exactly on device, and NumPy's float16 -> float32 cast costs more than the
+# rest of building a batch.
+STORED_DTYPE = {"image": np.float16, "video": np.float32}
 BOX_DIM = 4  # [x1, y1, x2, y2], all zeros; the model appends the area (SPEC.md §2)
 
 _K = TypeVar("_K", bound=Hashable)

@@ -18,6 +18,7 @@ import numpy as np
 
 from vlpet_jax.checkpoints.tokenizer import load_tokenizer
 from vlpet_jax.data.batching import TextCollator
+from vlpet_jax.data.features import STORED_DTYPE
 from vlpet_jax.data.multitask import TaskSource, load_task_source, task_batch_sizes
 
 SYNTHETIC = "synthetic"
@@ -83,10 +84,9 @@ def batch_multiple(mesh_batch_devices: int) -> int:
 
 
 def visual_dtype(config: Any) -> Any:
-    """The host dtype of a batch's ``vis_feats`` (``config.data.vis_dtype``): the features' stored
-    dtype, float16 for the CLIP image grids (NumPy's float16 -> float32 cast cost more than the
-    rest of a batch; the model widens them on device, exactly), float32 for video frames."""
-    default = "float16" if config.modality == "image" else "float32"
+    """The host dtype of a batch's ``vis_feats``: ``config.data.vis_dtype``, by default the
+    modality's stored dtype (``features.STORED_DTYPE``)."""
+    default = np.dtype(STORED_DTYPE[config.modality]).name
     name = str(config.data.get("vis_dtype", default))
     if name not in ("float16", "float32"):
         raise ValueError(f"config.data.vis_dtype must be 'float16' or 'float32', got {name!r}")

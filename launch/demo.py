@@ -3,8 +3,9 @@
     python -m launch.demo --workdir demo_run
 
 Writes `<workdir>/results.md` and `results.json` (trainable %, each task's metric, examples/s,
-and a text-only baseline), `training_curves.png` and `gate_heatmap.png`. Re-running reuses what
-is already there (data, pretrained checkpoints, finished runs).
+and a text-only baseline), `results_by_question_type.md` (each run's VQA/GQA/NLVR2 score per
+question type next to the text-only guess's), `training_curves.png` and `gate_heatmap.png`.
+Re-running reuses what is already there (data, pretrained checkpoints, finished runs).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main(argv: list[str]) -> None:
 
     from vlpet_jax.data import synthetic
     from vlpet_jax.data.multitask import eval_batches
-    from vlpet_jax.demo import pipeline, report
+    from vlpet_jax.demo import breakdown, pipeline, report
     from vlpet_jax.inspect import gate_values, summary
     from vlpet_jax.train.trainer import Run, train, trained_params
 
@@ -52,8 +53,14 @@ def main(argv: list[str]) -> None:
     print(f"[demo] synthetic benchmark at {data_root}: {manifest['examples']}", flush=True)
 
     rows, run_dirs = [], {}
-    baseline = pipeline.text_only_baseline(data_root)
+    text_only = pipeline.text_only_guesses(data_root)
+    baseline = pipeline.text_only_baseline(data_root, text_only)
     rows.append({"run": "text-only baseline", **baseline})
+    val_examples = {}
+    by_type = {"text-only": {}}
+    for task, (examples, guesses) in text_only.items():
+        val_examples[task] = examples
+        by_type["text-only"].update(breakdown.scores_by_question_type(task, examples, guesses))
     for index, backbone in enumerate(options.backbones):
         checkpoint = pipeline.prepare_checkpoint(backbone, data_root, options)
         methods = options.methods if index == 0 else options.second_backbone_methods
@@ -82,6 +89,11 @@ def main(argv: list[str]) -> None:
                 }
             )
             run_dirs[name] = run_dir
+            by_type[name] = {}
+            for task, predictions in breakdown.final_predictions(run_dir).items():
+                by_type[name].update(
+                    breakdown.scores_by_question_type(task, val_examples[task], predictions)
+                )
             if method == "vl_pet_large" and index == 0:
                 source = run.data.eval_sources["vqa"]
                 batch = next(eval_batches(source, run.data.collator)).arrays
@@ -98,10 +110,13 @@ def main(argv: list[str]) -> None:
         f.write(table + "\n")
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(rows, f, indent=2)
+    with open(os.path.join(workdir, "results_by_question_type.md"), "w") as f:
+        f.write(breakdown.breakdown_table(by_type) + "\n")
     print(table)
     print(
         f"[demo] done in {time.perf_counter() - started:.0f} s; wrote results.md, results.json, "
-        f"training_curves.png, gate_heatmap.png under {workdir} (devices: {jax.devices()[0]})"
+        "results_by_question_type.md, training_curves.png, gate_heatmap.png under "
+        f"{workdir} (devices: {jax.devices()[0]})"
     )
 
 

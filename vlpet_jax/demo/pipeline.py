@@ -26,6 +26,7 @@ from vlpet_jax.checkpoints.hf_export import save_backbone
 from vlpet_jax.checkpoints.tokenizer import load_tokenizer
 from vlpet_jax.data import synthetic
 from vlpet_jax.data.examples import best_target
+from vlpet_jax.demo.breakdown import question_type
 from vlpet_jax.models import presets
 from vlpet_jax.train.metrics_log import MetricWriter
 from vlpet_jax.train.pretrain import PretrainConfig, pretrain
@@ -123,11 +124,34 @@ def examples_per_second(workdir: str) -> float:
     return sum(steady) / max(len(steady), 1)
 
 
-def text_only_baseline(data_root: str) -> dict[str, float]:
+VAL_SPLITS = {"vqa": ("train", "val"), "gqa": ("train", "valid"), "nlvr": ("train", "valid")}
+
+
+def text_only_guesses(data_root: str) -> dict[str, tuple[list[Any], dict[str, Any]]]:
+    """For VQA, GQA and NLVR2: (validation examples, {uid: the text-only guess}); NLVR2 guesses
+    are bools, as the evaluator writes its predictions. See `majority_answer`."""
+    from vlpet_jax.data.tasks.registry import get_task
+
+    out = {}
+    for task, (train_split, val_split) in VAL_SPLITS.items():
+        train = get_task(task).load(data_root, train_split, train=True)
+        val = list(get_task(task).load(data_root, val_split, train=False))
+        guess = majority_answer(train)
+        if task == "nlvr":
+            out[task] = (val, {ex.uid: guess(ex) == "true" for ex in val})
+        else:
+            out[task] = (val, {ex.uid: guess(ex) for ex in val})
+    return out
+
+
+def text_only_baseline(
+    data_root: str, guesses: dict[str, tuple[list[Any], dict[str, Any]]] | None = None
+) -> dict[str, float]:
     """What the text alone earns: for VQA/GQA/NLVR2 the majority answer of each question string
     on train, and for strings train never asked the majority answer of questions that start with
     the same words (the question type: "what color is ...", "is there a ..."); for captions the
-    most frequent train caption for every image. The same metric functions as the models."""
+    most frequent train caption for every image. The same metric functions as the models.
+    `guesses`: `text_only_guesses(data_root)`, when the caller has them already."""
     from vlpet_jax.data.tasks.registry import get_task
     from vlpet_jax.eval import (
         caption_metrics,
@@ -137,22 +161,17 @@ def text_only_baseline(data_root: str) -> dict[str, float]:
     )
 
     results: dict[str, float] = {}
-    splits = {"vqa": ("train", "val"), "gqa": ("train", "valid"), "nlvr": ("train", "valid")}
-    for task, (train_split, val_split) in splits.items():
-        train = get_task(task).load(data_root, train_split, train=True)
-        val = get_task(task).load(data_root, val_split, train=False)
-        guess = majority_answer(train)
+    for task, (val, preds_by_uid) in (guesses or text_only_guesses(data_root)).items():
         if task == "nlvr":
-            preds = {ex.references["identifier"]: guess(ex) == "true" for ex in val}
+            preds = {ex.references["identifier"]: preds_by_uid[ex.uid] for ex in val}
             labels = {ex.references["identifier"]: ex.references["label"] for ex in val}
             result = nlvr2_metrics(preds, labels)
             results["nlvr_accuracy"] = result.accuracy
             results["nlvr_consistency"] = result.consistency
         else:
-            preds = {ex.uid: guess(ex) for ex in val}
             labels = {ex.uid: ex.references["label"] for ex in val}
             key = "vqa_score" if task == "vqa" else "gqa_accuracy"
-            results[key] = gqa_accuracy(preds, labels).accuracy
+            results[key] = gqa_accuracy(preds_by_uid, labels).accuracy
     train = get_task("caption").load(data_root, "train", train=True)
     val = get_task("caption").load(data_root, "val", train=False)
     common = Counter(ex.targets[0] for ex in train).most_common(1)[0][0]
@@ -179,8 +198,3 @@ def majority_answer(train: Sequence[Any]) -> Callable[[Any], str]:
         return (counts or overall).most_common(1)[0][0]
 
     return guess
-
-
-def question_type(text: str, words: int = 4) -> str:
-    """The first words of a task input: its prompt and the question's opening words."""
-    return " ".join(text.split()[:words])

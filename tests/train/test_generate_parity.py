@@ -94,6 +94,19 @@ def _hf_generate(reference, cfg, gen: GenerationConfig, ids, mask) -> np.ndarray
     return out.numpy()
 
 
+def _hf_log_prob(reference, cfg, ids, mask, tokens) -> float:
+    """Hugging Face's summed log-probability (float64 softmax) of `tokens` after one input row."""
+    decoder_ids = [cfg.decoder_start_token_id, *tokens[:-1]]
+    with torch.no_grad():
+        logits = reference(
+            input_ids=torch.tensor(ids[None]),
+            attention_mask=torch.tensor(mask[None]),
+            decoder_input_ids=torch.tensor([decoder_ids]),
+        ).logits[0]
+    log_probs = torch.log_softmax(logits.double(), dim=-1)
+    return float(sum(log_probs[t, token] for t, token in enumerate(tokens)))
+
+
 @pytest.mark.parametrize("search", sorted(SEARCHES))
 def test_same_token_ids_as_hugging_face_generate(pair, search):
     reference, cfg, params = pair
@@ -105,7 +118,25 @@ def test_same_token_ids_as_hugging_face_generate(pair, search):
     got = strip_after_eos(
         generate(params, {"input_ids": ids, "attention_mask": mask}), cfg.eos_token_id
     )
-    assert got == want
+    for row, (ours, theirs) in enumerate(zip(got, want)):
+        if ours == theirs:
+            continue
+        # Beam search picks between hypotheses whose scores can tie to within float rounding (the
+        # fixture makes EOS a close second on purpose); which one wins then depends on the CPU's
+        # matmul kernels on both sides (seen: equal on an Intel AVX-512 host, one row different
+        # on an AMD EPYC). A different sequence passes only as such a tie: same length, no
+        # repeated n-gram, and Hugging Face's own log-probabilities of the two within 1e-4.
+        assert len(ours) == len(theirs), (row, ours, theirs)
+        if gen.no_repeat_ngram_size:
+            n = gen.no_repeat_ngram_size
+            seq = [cfg.decoder_start_token_id, *ours]
+            ngrams = [tuple(seq[i : i + n]) for i in range(len(seq) - n + 1)]
+            assert len(set(ngrams)) == len(ngrams), (row, ours)
+        gap = abs(
+            _hf_log_prob(reference, cfg, ids[row], mask[row], ours)
+            - _hf_log_prob(reference, cfg, ids[row], mask[row], theirs)
+        )
+        assert gap < 1e-4, (row, ours, theirs, gap)
     if gen.min_length:
         assert all(len(row) >= gen.min_length - 1 for row in got)
 

@@ -10,8 +10,10 @@ Re-running reuses what is already there (data, pretrained checkpoints, finished 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import sys
 import time
 
 from absl import app, flags, logging
@@ -68,15 +70,15 @@ def main(argv: list[str]) -> None:
             name = f"{backbone}/{method}"
             run_dir = os.path.join(workdir, "runs", backbone, method)
             config = pipeline.run_config(backbone, method, checkpoint, data_root, options)
-            result_path = os.path.join(run_dir, "final_metrics.json")
-            if os.path.isfile(result_path):
-                with open(result_path) as f:
-                    metrics = json.load(f)
-            else:
+            if not os.path.isfile(os.path.join(run_dir, "final_metrics.json")):
                 print(f"[demo] training {name}", flush=True)
-                metrics = train(config, run_dir)
-                with open(result_path, "w") as f:
-                    json.dump(metrics, f)
+            try:
+                metrics = pipeline.train_or_reuse(
+                    run_dir, functools.partial(train, config, run_dir)
+                )
+            except pipeline.RunInterrupted as stopped:
+                print(f"[demo] {stopped}", flush=True)
+                sys.exit(143)  # 128 + SIGTERM, as if the signal had ended the process
             run = Run(config, run_dir, with_eval=True)
             params, _ = trained_params(run)
             counts = summary(params, config)

@@ -111,6 +111,35 @@ def run_config(backbone: str, method: str, checkpoint: str, data_root: str, opti
     return config
 
 
+class RunInterrupted(RuntimeError):
+    """A demo run stopped before its final evaluation (SIGTERM); its checkpoint is on disk."""
+
+
+def train_or_reuse(run_dir: str, train_fn: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """A run's final metrics: read from `final_metrics.json` when the run finished earlier, else
+    from `train_fn()` (which resumes from the run's last checkpoint) and then written there.
+
+    `train` returns no metrics when SIGTERM stopped it before the final evaluation: the run is then
+    not recorded as finished (an empty `final_metrics.json` would make every later demo skip it and
+    report nothing), and `RunInterrupted` says how to go on.
+    """
+    result_path = os.path.join(run_dir, "final_metrics.json")
+    if os.path.isfile(result_path):
+        with open(result_path) as f:
+            return json.load(f)
+    metrics = train_fn()
+    if not metrics:
+        raise RunInterrupted(
+            f"training in {run_dir} stopped before its final evaluation (SIGTERM); its last "
+            "checkpoint is kept: run the same demo command again to resume it"
+        )
+    tmp = result_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(metrics, f)
+    os.replace(tmp, result_path)
+    return metrics
+
+
 def examples_per_second(workdir: str) -> float:
     """Mean training throughput of a run, from its metrics.jsonl."""
     rates = []

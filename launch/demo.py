@@ -36,7 +36,7 @@ def main(argv: list[str]) -> None:
     from vlpet_jax.data import synthetic
     from vlpet_jax.data.multitask import eval_batches
     from vlpet_jax.demo import breakdown, pipeline, report
-    from vlpet_jax.inspect import gate_values, summary
+    from vlpet_jax.inspect import gate_values, summary_from_config
     from vlpet_jax.train.trainer import Run, train, trained_params
 
     started = time.perf_counter()
@@ -79,9 +79,9 @@ def main(argv: list[str]) -> None:
             except pipeline.RunInterrupted as stopped:
                 print(f"[demo] {stopped}", flush=True)
                 sys.exit(143)  # 128 + SIGTERM, as if the signal had ended the process
-            run = Run(config, run_dir, with_eval=True)
-            params, _ = trained_params(run)
-            counts = summary(params, config)
+            # Parameter counts from shapes alone: restoring a run's parameters (a model init and
+            # a checkpoint read, ~10-20 s here) is paid only for the gate heat-map below.
+            counts = summary_from_config(config)
             rows.append(
                 {
                     "run": name,
@@ -97,6 +97,8 @@ def main(argv: list[str]) -> None:
                     breakdown.scores_by_question_type(task, val_examples[task], predictions)
                 )
             if method == "vl_pet_large" and index == 0:
+                run = Run(config, run_dir, with_eval=True)
+                params, _ = trained_params(run)
                 source = run.data.eval_sources["vqa"]
                 batch = next(eval_batches(source, run.data.collator)).arrays
                 gates = gate_values(run.model, params, batch)

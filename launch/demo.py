@@ -10,7 +10,6 @@ Re-running reuses what is already there (data, pretrained checkpoints, finished 
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -70,12 +69,13 @@ def main(argv: list[str]) -> None:
             name = f"{backbone}/{method}"
             run_dir = os.path.join(workdir, "runs", backbone, method)
             config = pipeline.run_config(backbone, method, checkpoint, data_root, options)
-            if not os.path.isfile(os.path.join(run_dir, "final_metrics.json")):
+
+            def train_run(config=config, run_dir=run_dir, name=name):  # only if not yet finished
                 print(f"[demo] training {name}", flush=True)
+                return train(config, run_dir)
+
             try:
-                metrics = pipeline.train_or_reuse(
-                    run_dir, functools.partial(train, config, run_dir)
-                )
+                metrics = pipeline.train_or_reuse(run_dir, train_run)
             except pipeline.RunInterrupted as stopped:
                 print(f"[demo] {stopped}", flush=True)
                 sys.exit(143)  # 128 + SIGTERM, as if the signal had ended the process

@@ -247,6 +247,14 @@ def test_sigkill_then_sigterm_then_resume_match_an_uninterrupted_run(
         assert resumed[step]["grad_norm"] == uninterrupted[step]["grad_norm"], step
     assert metrics == ref_metrics
 
+    # 4. Starting the finished run again trains nothing and evaluates the final state: a run that
+    # SIGTERM stopped at its last step, before the evaluation, still ends with its metrics.
+    lines_before = (workdir / "metrics.jsonl").read_text().count('"split": "train"')
+    assert trainer.train(tiny_config(), str(workdir)) == ref_metrics
+    assert f"[train] resumed from step {TOTAL_STEPS}" in capsys.readouterr().out
+    assert (workdir / "metrics.jsonl").read_text().count('"split": "train"') == lines_before
+    assert steps_on_disk(workdir)[-1] == TOTAL_STEPS
+
 
 def test_checkpoint_holds_trainable_state_only(reference):
     ref_dir, *_ = reference

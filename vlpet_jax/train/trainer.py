@@ -163,6 +163,7 @@ def train(config: Any, workdir: str) -> dict[str, float]:
     evaluator = run.evaluator() if eval_every else None
     step, last_saved = start_step, start_step
     final_metrics: dict[str, float] = {}
+    evaluated_at, stopped = None, False
 
     def prepare(batch):
         """On the prefetch thread: the step's arrays, and a compile started for a new shape."""
@@ -197,9 +198,17 @@ def train(config: Any, workdir: str) -> dict[str, float]:
                     last_saved = step
                 if stop:
                     print(f"[train] SIGTERM: saved step {step}, stopping", flush=True)
+                    stopped = True
                     break
                 if evaluator is not None and step % (eval_every * run.steps_per_epoch) == 0:
                     final_metrics = _evaluate(evaluator, state, frozen, writer, step, run)
+                    evaluated_at = step
+            if evaluator is not None and not stopped and evaluated_at != step:
+                # The last step's state was not evaluated in this call: the run was resumed at
+                # its end (SIGTERM came with the last step, before its evaluation, or a finished
+                # run was started again), or the epochs are not a multiple of eval_every_epochs.
+                # Without this a run stopped at its last step would never report final metrics.
+                final_metrics = _evaluate(evaluator, state, frozen, writer, step, run)
     finally:
         prefetch.close()
         compiler.close()

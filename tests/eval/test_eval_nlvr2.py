@@ -4,7 +4,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vlpet_jax.eval.nlvr2 import nlvr2_group, nlvr2_metrics, nlvr2_predict_from_logits
+from vlpet_jax.eval.nlvr2 import (
+    nlvr2_group,
+    nlvr2_metrics,
+    nlvr2_metrics_by_uid,
+    nlvr2_predict_from_logits,
+)
 
 
 def test_group_blanks_the_third_field():
@@ -72,3 +77,21 @@ def test_predict_from_logits_errors():
         nlvr2_predict_from_logits(np.zeros((1, 2, 3)), 1, 2)
     with pytest.raises(ValueError, match="both 1"):
         nlvr2_predict_from_logits(np.zeros((2, 3)), 1, 1)
+
+
+def test_metrics_by_uid_rekey_predictions_by_identifier():
+    # Two pairs of group "dev-1" and one of "dev-2"; predictions keyed by example uid, as the
+    # evaluator writes them. Right: u1, u3; wrong: u2 (True vs label 0). Accuracy 2/3; group dev-1
+    # has a wrong pair, dev-2 is all right: consistency 1/2.
+    references = {
+        "u1": {"identifier": "dev-1-0-0", "label": 1},
+        "u2": {"identifier": "dev-1-1-0", "label": 0},
+        "u3": {"identifier": "dev-2-0-0", "label": 0},
+    }
+    result = nlvr2_metrics_by_uid({"u1": True, "u2": "true", "u3": False}, references)
+    assert result.accuracy == pytest.approx(100 * 2 / 3)
+    assert result.consistency == pytest.approx(50.0)
+    # A uid without a prediction counts as wrong (and breaks its group).
+    partial = nlvr2_metrics_by_uid({"u1": True}, references)
+    assert partial.accuracy == pytest.approx(100 / 3) and partial.num_missing == 2
+    assert partial.consistency == 0.0

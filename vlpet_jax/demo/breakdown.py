@@ -18,10 +18,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vlpet_jax.data.examples import Example
-from vlpet_jax.eval import gqa_accuracy, nlvr2_metrics
+from vlpet_jax.eval import gqa_accuracy, nlvr2_metrics_by_uid
 
-# The question-answering tasks that have question types; captions have one prompt.
-QA_TASKS = ("vqa", "gqa", "nlvr")
+# The question-answering tasks that have question types (captions have one prompt), with the
+# (training, validation) splits the demo reads of each.
+QA_SPLITS = {"vqa": ("train", "val"), "gqa": ("train", "valid"), "nlvr": ("train", "valid")}
+QA_TASKS = tuple(QA_SPLITS)
 
 Scores = dict[tuple[str, str], tuple[float, int]]  # (task, question type) -> (score, count)
 
@@ -49,9 +51,8 @@ def scores_by_question_type(
 def _score(task: str, examples: Sequence[Example], predictions: Mapping[str, Any]) -> float:
     present = [ex for ex in examples if ex.uid in predictions]
     if task == "nlvr":
-        preds = {ex.references["identifier"]: predictions[ex.uid] for ex in present}
-        labels = {ex.references["identifier"]: ex.references["label"] for ex in examples}
-        return nlvr2_metrics(preds, labels).accuracy
+        preds = {ex.uid: predictions[ex.uid] for ex in present}
+        return nlvr2_metrics_by_uid(preds, {ex.uid: ex.references for ex in examples}).accuracy
     preds = {ex.uid: predictions[ex.uid] for ex in present}
     labels = {ex.uid: ex.references["label"] for ex in examples}
     return gqa_accuracy(preds, labels).accuracy

@@ -26,7 +26,7 @@ from vlpet_jax.checkpoints.hf_export import save_backbone
 from vlpet_jax.checkpoints.tokenizer import load_tokenizer
 from vlpet_jax.data import synthetic
 from vlpet_jax.data.examples import best_target
-from vlpet_jax.demo.breakdown import question_type
+from vlpet_jax.demo.breakdown import QA_SPLITS, question_type
 from vlpet_jax.models import presets
 from vlpet_jax.train.metrics_log import MetricWriter
 from vlpet_jax.train.pretrain import PretrainConfig, pretrain
@@ -158,16 +158,13 @@ def examples_per_second(workdir: str) -> float:
     return sum(steady) / max(len(steady), 1)
 
 
-VAL_SPLITS = {"vqa": ("train", "val"), "gqa": ("train", "valid"), "nlvr": ("train", "valid")}
-
-
 def text_only_guesses(data_root: str) -> dict[str, tuple[list[Any], dict[str, Any]]]:
     """For VQA, GQA and NLVR2: (validation examples, {uid: the text-only guess}); NLVR2 guesses
     are bools, as the evaluator writes its predictions. See `majority_answer`."""
     from vlpet_jax.data.tasks.registry import get_task
 
     out = {}
-    for task, (train_split, val_split) in VAL_SPLITS.items():
+    for task, (train_split, val_split) in QA_SPLITS.items():
         train = get_task(task).load(data_root, train_split, train=True)
         val = list(get_task(task).load(data_root, val_split, train=False))
         guess = majority_answer(train)
@@ -190,16 +187,14 @@ def text_only_baseline(
     from vlpet_jax.eval import (
         caption_metrics,
         gqa_accuracy,
-        nlvr2_metrics,
+        nlvr2_metrics_by_uid,
         reported_caption_metrics,
     )
 
     results: dict[str, float] = {}
     for task, (val, preds_by_uid) in (guesses or text_only_guesses(data_root)).items():
         if task == "nlvr":
-            preds = {ex.references["identifier"]: preds_by_uid[ex.uid] for ex in val}
-            labels = {ex.references["identifier"]: ex.references["label"] for ex in val}
-            result = nlvr2_metrics(preds, labels)
+            result = nlvr2_metrics_by_uid(preds_by_uid, {ex.uid: ex.references for ex in val})
             results["nlvr_accuracy"] = result.accuracy
             results["nlvr_consistency"] = result.consistency
         else:

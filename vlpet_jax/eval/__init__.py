@@ -23,6 +23,7 @@ from vlpet_jax.eval.nlvr2 import (
     NLVR2Result,
     nlvr2_group,
     nlvr2_metrics,
+    nlvr2_metrics_by_uid,
     nlvr2_predict_from_logits,
 )
 from vlpet_jax.eval.value_writers import (
@@ -58,6 +59,7 @@ __all__ = [
     "index_vqa_annotations",
     "nlvr2_group",
     "nlvr2_metrics",
+    "nlvr2_metrics_by_uid",
     "nlvr2_predict_from_logits",
     "normalize_vqa_prediction",
     "parse_choice",

@@ -91,6 +91,17 @@ def nlvr2_metrics(predictions: Mapping[str, Any], labels: Mapping[str, Any]) -> 
     )
 
 
+def nlvr2_metrics_by_uid(
+    predictions: Mapping[str, Any], references: Mapping[str, Mapping[str, Any]]
+) -> NLVR2Result:
+    """`nlvr2_metrics` for predictions keyed by example uid, as the evaluator writes them:
+    `references` maps every uid to its `{"identifier": ..., "label": ...}` (an NLVR2 example's
+    `references`), which re-keys both sides by identifier."""
+    by_identifier = {references[uid]["identifier"]: value for uid, value in predictions.items()}
+    labels = {ref["identifier"]: ref["label"] for ref in references.values()}
+    return nlvr2_metrics(by_identifier, labels)
+
+
 def nlvr2_predict_from_logits(logits: Any, true_token_id: int, false_token_id: int) -> np.ndarray:
     """True where the logit of "true"'s first sub-token beats that of "false" (SPEC §7).
 

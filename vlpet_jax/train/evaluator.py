@@ -23,7 +23,7 @@ from vlpet_jax.data.multitask import TaskSource, eval_batches
 from vlpet_jax.eval import (
     caption_metrics,
     gqa_accuracy,
-    nlvr2_metrics,
+    nlvr2_metrics_by_uid,
     nlvr2_predict_from_logits,
     reported_caption_metrics,
     video_qa_accuracy,
@@ -130,13 +130,8 @@ class Evaluator:
             labels = {uid: ex.references["label"] for uid, ex in examples.items()}
             return {"gqa_accuracy": gqa_accuracy(predictions, labels).accuracy}
         if task == "nlvr":
-            by_identifier = {
-                examples[uid].references["identifier"]: value for uid, value in predictions.items()
-            }
-            labels = {
-                ex.references["identifier"]: ex.references["label"] for ex in examples.values()
-            }
-            result = nlvr2_metrics(by_identifier, labels)
+            references = {uid: ex.references for uid, ex in examples.items()}
+            result = nlvr2_metrics_by_uid(predictions, references)
             return {
                 "nlvr_accuracy": result.accuracy,
                 "nlvr_consistency": result.consistency,

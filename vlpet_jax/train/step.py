@@ -99,7 +99,7 @@ def make_train_step(
         trainable = optax.apply_updates(state.trainable, updates)
         grad_norm = optax.tree.norm(grads)
         # A non-finite loss or gradient is never applied: the previous state is kept, so the
-        # trainer can stop with everything it had (it checks `finite` every step).
+        # trainer can stop with everything it had (it reads every step's `finite`).
         finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
         new_state = TrainState(

@@ -7,7 +7,8 @@ optimiser state, step and data-iterator position are restored and training conti
 where it stopped (the frozen backbone is re-read from its source). SIGTERM saves a checkpoint
 and stops cleanly (every process of a multi-host run after the same step, even when only some
 were signalled). A non-finite loss is never applied (the step keeps the previous state); the run
-stops with a message naming the step and the last checkpoint.
+stops with a message naming the step and the last checkpoint. The host reads each step's
+`finite` flag after queueing the next step (and always before a checkpoint), not right away.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -174,6 +176,7 @@ def train(config: Any, workdir: str) -> dict[str, float]:
     prefetch = Prefetcher(
         iter(run.iterator), buffer_size=int(config.data.get("prefetch", 2)), transform=prepare
     )
+    finite_check = _FiniteCheck(lambda: (last_saved, checkpointer.directory))
     try:
         with _StopFlag() as flag:
             for batch, arrays in prefetch:
@@ -182,18 +185,19 @@ def train(config: Any, workdir: str) -> dict[str, float]:
                 state, metrics = train_step(state, frozen, device_batch, rng)
                 step += 1
                 writer.count_examples(float(np.sum(arrays["example_mask"])) * jax.process_count())
-                if not bool(metrics["finite"]):
-                    raise NonFiniteLossError(
-                        f"non-finite loss or gradient at step {step} (task {batch.task}); the "
-                        f"update was not applied; last checkpoint: step {last_saved} in "
-                        f"{checkpointer.directory}"
-                    )
+                # The previous step's flag is read only now, with this step already queued, so
+                # the device never idles while the host waits for it; a non-finite update is
+                # never applied, so the step queued after it starts from a good state.
+                finite_check.read_previous()
+                finite_check.hold(step, batch.task, metrics["finite"])
                 if step % log_every == 0 or step == run.total_steps:
+                    finite_check.read_previous()
                     shown = {k: v for k, v in jax.device_get(metrics).items() if k != "finite"}
                     shown.update(writer.progress(step, shown))
                     writer.write(step, shown)
                 stop = flag.requested()
                 if step % ckpt_every == 0 or stop or step == run.total_steps:
+                    finite_check.read_previous()  # a checkpoint never follows an unread flag
                     checkpointer.save(step, state, prefetch.state, config_json, force=True)
                     last_saved = step
                 if stop:
@@ -203,6 +207,7 @@ def train(config: Any, workdir: str) -> dict[str, float]:
                 if evaluator is not None and step % (eval_every * run.steps_per_epoch) == 0:
                     final_metrics = _evaluate(evaluator, state, frozen, writer, step, run)
                     evaluated_at = step
+            finite_check.read_previous()
             if evaluator is not None and not stopped and evaluated_at != step:
                 # The last step's state was not evaluated in this call: the run was resumed at
                 # its end (SIGTERM came with the last step, before its evaluation, or a finished
@@ -216,6 +221,27 @@ def train(config: Any, workdir: str) -> dict[str, float]:
         checkpointer.close()
         writer.close()
     return final_metrics
+
+
+class _FiniteCheck:
+    """The train step's `finite` flag of the last step, read by the host one step late."""
+
+    def __init__(self, last_checkpoint: Callable[[], tuple[int, str]]):
+        self._last_checkpoint = last_checkpoint
+        self._held: tuple[int, str, Any] | None = None
+
+    def hold(self, step: int, task: str, finite: Any) -> None:
+        self._held = (step, task, finite)
+
+    def read_previous(self) -> None:
+        """Raise `NonFiniteLossError` if the held step's update was non-finite."""
+        held, self._held = self._held, None
+        if held is not None and not bool(held[2]):
+            saved, directory = self._last_checkpoint()
+            raise NonFiniteLossError(
+                f"non-finite loss or gradient at step {held[0]} (task {held[1]}); the update was "
+                f"not applied; last checkpoint: step {saved} in {directory}"
+            )
 
 
 def _compile_workers(config: Any) -> int:

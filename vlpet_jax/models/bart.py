@@ -31,6 +31,7 @@ from vlpet_jax.models.layers import (
     logical_param,
     mask_to_bias,
     normal_init,
+    normal_init_zero_row,
 )
 
 Array = jax.Array
@@ -153,7 +154,14 @@ class BartModel(EncoderDecoderMixin, nn.Module):
     def setup(self) -> None:
         cfg, hooks = self.cfg, self.hooks
         dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        self.shared = Embed(cfg.vocab_size, cfg.d_model, embedding_init=normal_init(0.02), **dt)
+        # Hugging Face's BART `_init_weights`: every Linear and Embedding N(0, init_std = 0.02),
+        # biases 0, the token table's padding row 0, norms 1/0, `final_logits_bias` 0.
+        self.shared = Embed(
+            cfg.vocab_size,
+            cfg.d_model,
+            embedding_init=normal_init_zero_row(0.02, cfg.pad_token_id),
+            **dt,
+        )
         positions = cfg.max_position_embeddings + POSITION_OFFSET
         self.encoder_positions = Embed(
             positions, cfg.d_model, axes=(ABSPOS, EMBED), embedding_init=normal_init(0.02), **dt

@@ -40,6 +40,17 @@ def normal_init(std: float) -> Initializer:
     return nn.initializers.normal(stddev=std)
 
 
+def normal_init_zero_row(std: float, row: int) -> Initializer:
+    """N(0, std) with one row set to zero: a PyTorch `nn.Embedding(padding_idx=row)` as Hugging
+    Face's `_init_weights` leaves it (BART's token table)."""
+    base = normal_init(std)
+
+    def init(key: Array, shape: tuple[int, ...], dtype: DType = jnp.float32) -> Array:
+        return base(key, shape, dtype).at[row].set(0)
+
+    return init
+
+
 def logical_param(
     module: nn.Module, name: str, init: Initializer, shape: tuple[int, ...], names, dtype: DType
 ) -> Array:
@@ -176,19 +187,19 @@ class Attention(nn.Module):
     dropout_rate: float = 0.0
     dtype: DType = jnp.float32
     param_dtype: DType = jnp.float32
+    # Per-projection overrides of `kernel_init` (T5 draws q and o at their own scales).
+    q_kernel_init: Initializer | None = None
+    o_kernel_init: Initializer | None = None
 
     def setup(self) -> None:
         inner = self.num_heads * self.d_kv
-        dense = dict(
-            use_bias=self.use_bias,
-            kernel_init=self.kernel_init,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
-        self.q = Dense(inner, (EMBED, JOINED_KV), **dense)
-        self.k = Dense(inner, (EMBED, JOINED_KV), **dense)
-        self.v = Dense(inner, (EMBED, JOINED_KV), **dense)
-        self.o = Dense(self.d_model, (JOINED_KV, EMBED), **dense)
+        dense = dict(use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype)
+        q_init = self.q_kernel_init or self.kernel_init
+        o_init = self.o_kernel_init or self.kernel_init
+        self.q = Dense(inner, (EMBED, JOINED_KV), kernel_init=q_init, **dense)
+        self.k = Dense(inner, (EMBED, JOINED_KV), kernel_init=self.kernel_init, **dense)
+        self.v = Dense(inner, (EMBED, JOINED_KV), kernel_init=self.kernel_init, **dense)
+        self.o = Dense(self.d_model, (JOINED_KV, EMBED), kernel_init=o_init, **dense)
         self.pet_q = self.hooks.projection(self.site, "q")
         self.pet_k = self.hooks.projection(self.site, "k")
         self.pet_v = self.hooks.projection(self.site, "v")

@@ -63,7 +63,9 @@ class T5FeedForward(nn.Module):
 
 
 def _attention(cfg: BackboneConfig, site: Site, hooks: PetHooks, dtype, param_dtype) -> Attention:
-    # HF's T5 initialisation: q is scaled down by d_kv so the unscaled logits start O(1).
+    # Hugging Face's T5 `_init_weights`: k and v N(0, d_model^-0.5), q N(0, (d_model·d_kv)^-0.5)
+    # (T5 does not scale its logits by d_kv^-0.5, so the init does: the logits start O(1)),
+    # o N(0, (heads·d_kv)^-0.5).
     return Attention(
         num_heads=cfg.num_heads,
         d_kv=cfg.d_kv,
@@ -73,6 +75,8 @@ def _attention(cfg: BackboneConfig, site: Site, hooks: PetHooks, dtype, param_dt
         use_bias=False,
         scale_logits=False,
         kernel_init=normal_init(cfg.d_model**-0.5),
+        q_kernel_init=normal_init((cfg.d_model * cfg.d_kv) ** -0.5),
+        o_kernel_init=normal_init(cfg.inner_dim**-0.5),
         dropout_rate=cfg.attention_dropout_rate,
         dtype=dtype,
         param_dtype=param_dtype,

@@ -25,6 +25,7 @@ __all__ = [
     "init_params",
     "inspect",
     "load_config",
+    "predict",
 ]
 
 _API = {"abstract_params", "backbone_config", "build_model", "init_params", "load_config"}
@@ -34,6 +35,8 @@ def __getattr__(name: str) -> Any:
     if name in _API:
         api = importlib.import_module("vlpet_jax.api")
         return getattr(api, name)
+    if name == "predict":  # vlpet_jax.inference.predict: answers about your images and videos
+        return importlib.import_module("vlpet_jax.inference").predict
     if name == "inspect":
         module = importlib.import_module("vlpet_jax.train.inspect")
         # From now on `import vlpet_jax.inspect` finds the same module.

@@ -220,10 +220,14 @@ def _run_init(model: nn.Module, rng: jax.Array, batch: dict[str, Any]) -> dict[s
     return jax.jit(model.init).lower(rng, batch).compile(options)(rng, batch)
 
 
-def init_params(config: Config, rng: jax.Array) -> dict[str, Any]:
+def init_params(config: Config, rng: jax.Array, pet_dir: str | None = None) -> dict[str, Any]:
     """Every parameter: PET modules and the visual embedding initialised as the released code
     does, the backbone from `config.model.checkpoint` when set (vocabulary grown to the
     tokenizer, new rows random), otherwise random. Frozen leaves come in `frozen_dtype`."""
+    if pet_dir is not None:  # a launch.export PET directory on top (vlpet_jax.pet_export)
+        from vlpet_jax.pet_export import load_pet
+
+        return load_pet(init_params(config, rng), config, pet_dir)
     model = build_model(config)
     init_rng, vocab_rng = jax.random.split(rng)
     params = nn.unbox(_run_init(model, init_rng, dummy_batch(config))["params"])

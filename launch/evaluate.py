@@ -3,6 +3,7 @@
     python -m launch.evaluate --config configs/image_text.py:backbone=bart_base,method=vl_pet_large \
       --workdir /runs/bart_large [--step 12000]
     python -m launch.evaluate --config ... --workdir /runs/eval_official --params /runs/imported
+    python -m launch.evaluate --config ... --workdir /runs/eval_shared --pet_dir /share/pet
 
 Decodes every task's evaluation split with the config's settings (SPEC.md §7), writes
 `<workdir>/predictions/eval_step_<N>/<task>_predictions.json` and `<workdir>/eval_metrics.json`.
@@ -20,6 +21,11 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "config file:arguments
 _WORKDIR = flags.DEFINE_string("workdir", None, "the run directory")
 _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the latest)")
 _PARAMS = flags.DEFINE_string("params", None, "a `launch.convert` output to evaluate instead")
+_PET_DIR = flags.DEFINE_string(
+    "pet_dir",
+    None,
+    "a `launch.export` PET directory to evaluate instead (on the config's backbone)",
+)
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "call jax.distributed.initialize() first")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0 (implies --multihost; default: detected)"
@@ -53,12 +59,18 @@ def main(argv: list[str]) -> None:
         from vlpet_jax.checkpoints.official_save import restore_params
 
         params, step, name = restore_params(_PARAMS.value), 0, "official"
+    elif _PET_DIR.value:
+        from vlpet_jax.pet_export import load_pet
+
+        params = load_pet(run.initial_params(), run.config, _PET_DIR.value)
+        step, name = 0, "pet_dir"
     else:
         params, step = trained_params(run, _STEP.value)
         name = f"eval_step_{step}"
     metrics = run.evaluator().evaluate(params, os.path.join(run.workdir, "predictions", name))
     if jax.process_index() == 0:
-        record = {"step": step, "source": _PARAMS.value or run.workdir, "metrics": metrics}
+        source = _PARAMS.value or _PET_DIR.value or run.workdir
+        record = {"step": step, "source": source, "metrics": metrics}
         with open(os.path.join(run.workdir, "eval_metrics.json"), "w") as f:
             json.dump(record, f, indent=2)
         print("[evaluate] " + " ".join(f"{k}={v:.2f}" for k, v in metrics.items()))

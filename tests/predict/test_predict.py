@@ -16,6 +16,7 @@ import jax
 import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
+from jax.experimental.compilation_cache import compilation_cache
 from PIL import Image
 
 import vlpet_jax
@@ -69,6 +70,27 @@ def _sizes(config) -> dict:
 def _save_png(pixels: np.ndarray, path: Path) -> str:
     Image.fromarray(to_uint8(pixels)).save(path)
     return str(path)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compile_cache(tmp_path_factory):
+    """A persistent compilation cache for this module: a model's init and decoders compile once
+    however many times it is loaded (workdir, PET directory) and asked (the cache changes no
+    number)."""
+    names = (
+        "jax_compilation_cache_dir",
+        "jax_persistent_cache_min_compile_time_secs",
+        "jax_persistent_cache_min_entry_size_bytes",
+    )
+    previous = {name: getattr(jax.config, name) for name in names}
+    values = (str(tmp_path_factory.mktemp("jax_cache")), 0.0, 0)
+    for name, value in zip(names, values):
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
+    yield
+    for name, value in previous.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
 
 
 @pytest.fixture(scope="module")
@@ -209,23 +231,28 @@ def test_bad_inputs_are_named(image_run, video_run, tmp_path):
 # ---------------------------------------------------------------- the PET directory
 
 
-def test_pet_dir_reloads_to_the_same_tree_and_logits(image_run, tmp_path):
-    _, _, predictor = image_run
+def test_pet_dir_reloads_to_the_same_tree_and_answers(image_run, tmp_path):
+    """Exported, then loaded on top of the backbone by `init_params(..., pet_dir=...)` (through
+    `load_model`, with the config the directory saved): the same leaves, the same answer and
+    score (so the same logits) as the workdir's model."""
+    config, workdir, predictor = image_run
     params = predictor.loaded.params
     out = pet_export.export_pet(params, predictor.config, tmp_path / "pet")
     description = json.loads((Path(out) / "pet_config.json").read_text())
     assert description["method"] == "vl_pet_large" and description["vocab_size"] > 0
-    assert description["backbone"]["name"] == "bart_tiny"
-    assert description["project_version"]
-    reloaded = vlpet_jax.init_params(predictor.config, jax.random.key(42), pet_dir=out)
-    flat, again = flatten_dict(params, sep="/"), flatten_dict(reloaded, sep="/")
+    assert description["backbone"]["name"] == "bart_tiny" and description["project_version"]
+    from_pet_dir = Predictor(load_model(pet_dir=out, workdir=workdir))
+    flat, again = flatten_dict(params, sep="/"), flatten_dict(from_pet_dir.loaded.params, sep="/")
     assert sorted(flat) == sorted(again)
     for key, value in flat.items():
         np.testing.assert_array_equal(np.asarray(again[key]), np.asarray(value), err_msg=key)
-    model = vlpet_jax.build_model(predictor.config)
-    batch = vlpet_jax.api.dummy_batch(predictor.config, batch_size=2, text_length=6)
-    apply = jax.jit(lambda p: model.apply({"params": p}, batch))
-    np.testing.assert_array_equal(np.asarray(apply(reloaded)), np.asarray(apply(params)))
+    root = Path(workdir) / "synthetic"
+    record = json.loads((root / "vqa" / "karpathy_val.json").read_text())[0]
+    image = _image_file(config, root, "coco/val", record["img_id"],
+                        "COCO/clip_features/data_clip_RN101_att", tmp_path / "scene.png")  # fmt: skip
+    [want] = predictor("vqa", images=[image], question=record["sent"])
+    [got] = from_pet_dir("vqa", images=[image], question=record["sent"])
+    assert (got["answer"], got["score"]) == (want["answer"], want["score"])
 
 
 def test_pet_dir_of_another_method_or_size_or_backbone_is_refused(image_run, tmp_path):

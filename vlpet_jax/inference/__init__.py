@@ -174,10 +174,11 @@ class Predictor:
         from vlpet_jax.train import data_setup, sharding
         from vlpet_jax.train.evaluator import Evaluator
 
-        self.loaded, self.config = loaded, loaded.config
+        self.config = loaded.config
         self.features = features or default_features(loaded)
         self.extractor = _extractor(loaded, self.features, clip_weights)
         self.mesh = sharding.make_mesh(dict(self.config.mesh))
+        self.loaded = dataclasses.replace(loaded, params=_on_mesh(loaded.params, self.mesh))
         self.row_multiple = data_setup.batch_multiple(
             self.mesh.shape["data"] * self.mesh.shape["fsdp"]
         )
@@ -247,6 +248,25 @@ class Predictor:
              "score": scores[ex.uid]}
             for ex, (_, text, fields) in zip(examples, queries)
         ]  # fmt: skip
+
+
+def _on_mesh(params: Any, mesh: Any) -> Any:
+    """Leaves already laid out on `mesh` (a workdir's, as in training) stay; others (a PET
+    directory's, an import's) are replicated on it, so the decoders see one layout whatever the
+    source (and compile once for it)."""
+    import jax
+
+    from vlpet_jax.train import sharding
+
+    replicated = sharding.replicated(mesh)
+
+    def place(leaf: Any) -> Any:
+        layout = getattr(leaf, "sharding", None)
+        if isinstance(layout, jax.sharding.NamedSharding) and layout.mesh == mesh:
+            return leaf
+        return jax.device_put(leaf, replicated)
+
+    return jax.tree.map(place, params)
 
 
 def _scores(

@@ -223,7 +223,8 @@ def _run_init(model: nn.Module, rng: jax.Array, batch: dict[str, Any]) -> dict[s
 def init_params(config: Config, rng: jax.Array, pet_dir: str | None = None) -> dict[str, Any]:
     """Every parameter: PET modules and the visual embedding initialised as the released code
     does, the backbone from `config.model.checkpoint` when set (vocabulary grown to the
-    tokenizer, new rows random), otherwise random. Frozen leaves come in `frozen_dtype`."""
+    tokenizer, new rows random), otherwise random; the visual embedding from the checkpoint's
+    `visual_embedding.safetensors` when it has one. Frozen leaves come in `frozen_dtype`."""
     if pet_dir is not None:  # a launch.export PET directory on top (vlpet_jax.pet_export)
         from vlpet_jax.pet_export import load_pet
 
@@ -242,6 +243,12 @@ def init_params(config: Config, rng: jax.Array, pet_dir: str | None = None) -> d
             rng=vocab_rng,
         )
         params["backbone"] = _merge_backbone(params["backbone"], loaded, config.model.checkpoint)
+        from vlpet_jax.checkpoints.visual_weights import load_visual_embedding
+
+        # A vision-and-language backbone's own visual embedding, when saved next to it.
+        visual = load_visual_embedding(config.model.checkpoint, cfg, params["visual_embedding"])
+        if visual is not None:
+            params["visual_embedding"] = visual
     elif cfg.family == "bart":
         # Hugging Face zeroes BART's padding row at initialisation.
         table = params["backbone"]["shared"]["embedding"]

@@ -29,6 +29,14 @@ def results_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def stage_table(seconds: Mapping[str, float]) -> str:
+    """Wall time of each stage, in the order the stages ran, and their sum."""
+    lines = ["| stage | wall time (s) |", "|---|---|"]
+    lines += [f"| {stage} | {value:.0f} |" for stage, value in seconds.items()]
+    lines.append(f"| total | {sum(seconds.values()):.0f} |")
+    return "\n".join(lines)
+
+
 def plot_training_curves(run_dirs: Mapping[str, str], out_path: str) -> None:
     import matplotlib
 

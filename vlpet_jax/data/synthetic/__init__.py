@@ -21,7 +21,8 @@ Files with one job each: ``vocab`` (the closed word list), ``scenes`` / ``render
 (what is shown), ``extractor`` (pixels -> features), ``grammar`` and ``image_questions`` (questions
 that answer themselves on a scene), ``image_tasks`` / ``video_tasks`` (official records), ``io``
 (byte-stable writers), ``pools`` (everything re-creatable from the seed), ``sizes``, ``generate``,
-``corpus`` (text and tokenizer), ``ensure`` (build once per work directory).
+``corpus`` (text and tokenizer), ``ensure`` (build once per work directory), ``pretraining``
+(captioned images disjoint from every task, for the demo's vision-and-language pretraining).
 """
 
 from vlpet_jax.data.synthetic.corpus import (
@@ -36,6 +37,10 @@ from vlpet_jax.data.synthetic.generate import MANIFEST, generate_benchmark
 from vlpet_jax.data.synthetic.grammar import Template, balance, solve
 from vlpet_jax.data.synthetic.image_questions import GQA_TEMPLATES, NLVR_TEMPLATES, VQA_TEMPLATES
 from vlpet_jax.data.synthetic.pools import image_pools, stream_rng, video_pools
+from vlpet_jax.data.synthetic.pretraining import (
+    caption_pretraining_pool,
+    ensure_caption_pretraining,
+)
 from vlpet_jax.data.synthetic.render import render_scene
 from vlpet_jax.data.synthetic.scenes import (
     IMAGE_LATTICE,
@@ -64,7 +69,9 @@ __all__ = [
     "Template",
     "Video",
     "balance",
+    "caption_pretraining_pool",
     "ensure_benchmark",
+    "ensure_caption_pretraining",
     "generate_benchmark",
     "image_pools",
     "make_sizes",

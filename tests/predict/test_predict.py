@@ -275,3 +275,23 @@ def test_pet_dir_of_another_method_or_size_or_backbone_is_refused(image_run, tmp
         pet_export.load_pet(other_seed, predictor.config, out)
     with pytest.raises(PetDirError, match=r"pet_config\.json: not found"):
         pet_export.load_pet(other_seed, predictor.config, tmp_path)
+
+
+def test_checkpoints_of_another_method_or_size_are_refused(image_run, tmp_path):
+    _, workdir, predictor = image_run
+    small = _config(IMAGE_SPEC.replace("vl_pet_large", "vl_pet_small"), {**TINY_SYNTHETIC})
+    with pytest.raises(ValueError, match=r"is another model than --config builds: PET method "
+                       r"'vl_pet_large' there, 'vl_pet_small' here"):  # fmt: skip
+        load_model(small, workdir=workdir)
+    narrower = _config(IMAGE_SPEC, {**TINY_SYNTHETIC, "pet.rank": 8})
+    with pytest.raises(ValueError, match=r"config\.pet\.rank is 16 there, 8 here"):
+        load_model(narrower, workdir=workdir)
+    # An imported checkpoint (launch.convert's output) read with the config of another size.
+    from vlpet_jax.checkpoints.official_save import save_params
+
+    imported = save_params(predictor.loaded.params, tmp_path / "imported")
+    with pytest.raises(ValueError, match=r"imported is not a 'vl_pet_large' model of this config "
+                       r"\(a checkpoint of another method or size\?\).*shapes \(found vs "
+                       r"expected\) \['backbone/encoder_layers_0/pet_ff/gate/down/bias \(16,\) "
+                       r"vs \(8,\)'"):  # fmt: skip
+        load_model(_config(IMAGE_SPEC, {"pet.gate_rank": 8}), params_dir=imported)

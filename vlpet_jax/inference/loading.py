@@ -97,6 +97,50 @@ def config_from_workdir(workdir: str, step: int | None = None) -> api.Config:
     return config_from_json(saved)
 
 
+def check_same_model(config: api.Config, saved: api.Config, where: str) -> None:
+    """The given config builds the model `saved` describes: same method, sizes and backbone."""
+    problems = []
+    if config.pet.method != saved.pet.method:
+        problems.append(f"PET method {saved.pet.method!r} there, {config.pet.method!r} here")
+    else:
+        mine, theirs = config.pet.to_dict(), saved.pet.to_dict()
+        problems += [
+            f"config.pet.{k} is {theirs.get(k)!r} there, {mine.get(k)!r} here"
+            for k in sorted(set(mine) | set(theirs))
+            if mine.get(k) != theirs.get(k)
+        ]
+    for field in ("backbone", "checkpoint", "feat_dim", "num_images"):
+        mine, theirs = config.model[field], saved.model[field]
+        if field == "checkpoint" and mine and theirs:  # one directory, however it is written
+            mine, theirs = os.path.realpath(mine), os.path.realpath(theirs)
+        if mine != theirs:
+            problems.append(
+                f"config.model.{field} is {saved.model[field]!r} there, {config.model[field]!r} here"
+            )
+    if problems:
+        raise ValueError(f"{where} is another model than --config builds: " + "; ".join(problems))
+
+
+def check_tree(params: Any, config: api.Config, source: str) -> None:
+    """An imported tree has exactly the leaves and shapes of `config`'s model."""
+    from flax.traverse_util import flatten_dict
+
+    want = flatten_dict(api.abstract_params(config), sep="/")
+    have = flatten_dict(dict(params), sep="/")
+    missing, extra = sorted(want.keys() - have.keys()), sorted(have.keys() - want.keys())
+    shapes = [
+        f"{p} {tuple(have[p].shape)} vs {tuple(want[p].shape)}"
+        for p in sorted(want.keys() & have.keys())
+        if tuple(have[p].shape) != tuple(want[p].shape)
+    ]
+    if missing or extra or shapes:
+        raise ValueError(
+            f"{source} is not a {config.pet.method!r} model of this config (a checkpoint of "
+            f"another method or size?): missing {missing[:6] or 'none'}; unexpected "
+            f"{extra[:6] or 'none'}; shapes (found vs expected) {shapes[:6] or 'all equal'}"
+        )
+
+
 def _tokenizer(config: api.Config, workdir: str | None) -> Any:
     family = api.backbone_config(config).family
     if config.data.root == data_setup.SYNTHETIC and workdir is None:
@@ -131,8 +175,10 @@ def load_model(
             raise ValueError("an imported checkpoint (params_dir) needs its experiment config")
         from vlpet_jax.checkpoints.official_save import restore_params
 
+        restored = restore_params(params_dir)
+        check_tree(restored, config, params_dir)
         params = api.cast_frozen(
-            restore_params(params_dir),
+            restored,
             api.trainability_rules(config),
             api.dtype_of(config.model.frozen_dtype),
         )
@@ -141,7 +187,11 @@ def load_model(
         raise ValueError("give a training workdir, a pet_dir or a params_dir")
     from vlpet_jax.train.trainer import Run, trained_params
 
-    config = config if config is not None else config_from_workdir(workdir, step)
+    saved = config_from_workdir(workdir, step)
+    if config is None:
+        config = saved
+    else:
+        check_same_model(config, saved, f"{workdir} (its saved config)")
     run = Run(config, workdir, with_eval=False)
     params, step = trained_params(run, step)
     return LoadedModel(config, params, run.data.tokenizer, os.path.abspath(workdir), step)

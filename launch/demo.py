@@ -40,6 +40,7 @@ def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
     import jax
+    import numpy as np
 
     from vlpet_jax.data import synthetic
     from vlpet_jax.data.multitask import eval_batches
@@ -138,11 +139,16 @@ def main(argv: list[str]) -> None:
                 source = run.data.eval_sources["vqa"]
                 batch = next(eval_batches(source, run.data.collator)).arrays
                 gates = gate_values(run.model, params, batch)
+                # One row per encoder layer and sub-layer (self-attention, FFN), layer-major.
+                kinds = [k for k in ("self_attn", "ff") if k in gates.kinds("encoder")]
+                per_kind = {kind: gates.per_channel(kind) for kind in kinds}
+                layers = gates.layers("encoder")
+                label = {"self_attn": "self-attention", "ff": "FFN"}
                 report.plot_gate_heatmap(
-                    gates.per_channel("ff"),
-                    [f"encoder layer {i} FFN" for i in gates.layers("encoder")],
+                    np.stack([per_kind[k][i] for i in range(len(layers)) for k in kinds]),
+                    [f"encoder layer {i} {label[k]}" for i in layers for k in kinds],
                     os.path.join(workdir, "gate_heatmap.png"),
-                    f"{name}: gate G per channel (encoder FFN)",
+                    f"{name}: gate G per channel, mean over a VQA batch",
                 )
     report.plot_training_curves(run_dirs, os.path.join(workdir, "training_curves.png"))
     table = report.results_table(rows)

@@ -50,6 +50,10 @@ def main(argv: list[str]) -> None:
 
     started = time.perf_counter()
     workdir = os.path.abspath(_WORKDIR.value)
+    # XLA programs persist under the workdir: a re-run (another --seed, another method list) and
+    # runs that share a program (the untuned evaluation and full_ft's) compile it once.
+    jax.config.update("jax_compilation_cache_dir", os.path.join(workdir, "jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     options = pipeline.DemoOptions(
         workdir=workdir,
         backbones=tuple(_BACKBONES.value),

@@ -18,6 +18,7 @@ from ml_collections import config_dict
 
 from vlpet_jax.config_args import parse_arg
 from vlpet_jax.models.presets import TINY_PRESET, get_preset, is_tiny
+from vlpet_jax.pet.vl_pet import DEFAULT_GATE_POOLING
 
 # Keys accepted after the colon of a config string; see `parse_arg`.
 ARG_DEFAULTS: dict[str, Any] = dict(
@@ -140,6 +141,9 @@ def pet_config(method: str, backbone: str) -> ml_collections.ConfigDict:
     # BitFit / LoRA train what the released code selects with `"bias" in name`: on T5 that is
     # the relative-position tables.
     pet.train_relative_attention_bias = True
+    # What VL-PET's small gate averages over (SPEC.md §3): "released" (positions before the
+    # batch's longest real text, then the visual tokens) or "real_tokens" (each example's own).
+    pet.gate_pooling = DEFAULT_GATE_POOLING
     # ((regex, trainable), ...) replacing the method's default rules; unset = the method's.
     pet.rules = config_dict.placeholder(tuple)
     return pet
@@ -151,22 +155,27 @@ def learning_rate(modality: str, backbone: str, method: str) -> float:
 
 
 def optim_config(lr: float) -> ml_collections.ConfigDict:
-    """AdamW with the released recipe (SPEC.md §8)."""
-    return ml_collections.ConfigDict(
+    """AdamW with the released recipe (SPEC.md §8; `vlpet_jax/train/optim.py`)."""
+    optim = ml_collections.ConfigDict(
         dict(
-            name="adamw",
             lr=float(lr),
             b1=0.9,
             b2=0.999,
             eps=1e-6,
+            # "released": transformers.AdamW 4.2.1 (eps added before the bias correction, decay
+            # on the updated weights), as the paper's runs; "optax": optax.adamw.
+            adam_eps_style="released",
             weight_decay=0.01,
-            # Biases are exempt from weight decay; norm scales are decayed (SPEC.md §8).
-            decay_biases=False,
-            warmup_ratio=0.1,
-            schedule="linear",  # linear warm-up, then linear decay to 0
+            warmup_ratio=0.1,  # linear warm-up over this share of the steps
+            schedule="linear",  # then linear decay to 0 (the only schedule the recipe uses)
             grad_clip_norm=5.0,
         )
     )
+    # ((regex, decay), ...) over parameter paths, first full match wins, replacing the released
+    # set (every `bias`, BART's final_logits_bias, T5's relative tables exempt; norms decayed);
+    # unset = the released set for the method and backbone family.
+    optim.decay_rules = config_dict.placeholder(tuple)
+    return optim
 
 
 def train_config(seed: int, runlocal: bool) -> ml_collections.ConfigDict:
@@ -238,6 +247,7 @@ def data_config(
             batch_size=batch_size,
             drop_remainder=False,
             vis_dtype=vis_dtype,
+            prefetch=2,  # batches the host prepares ahead of the device
         )
     )
     for name, cfg in all_tasks.items():

@@ -33,6 +33,7 @@ from vlpet_jax.models.config import BackboneConfig
 from vlpet_jax.models.presets import get_preset
 from vlpet_jax.models.vl import VLModel
 from vlpet_jax.pet.registry import PetMethod, get_method
+from vlpet_jax.pet.rules import released_decay_rules
 from vlpet_jax.pet.trainability import Rules, trainable_paths
 
 Config = ml_collections.ConfigDict
@@ -143,12 +144,24 @@ def trainability_rules(config: Config, method: PetMethod | None = None) -> Rules
     override = config.pet.rules
     if override is None:
         return (method or pet_method(config)).rules
+    return _rule_pairs(override, "config.pet.rules")
+
+
+def decay_rules(config: Config, method: PetMethod | None = None) -> Rules:
+    """`config.optim.decay_rules` when set (a sequence of (regex, decay) pairs), else the
+    released weight-decay set of the method's backbone family (SPEC.md §8)."""
+    override = config.optim.decay_rules
+    if override is not None:
+        return _rule_pairs(override, "config.optim.decay_rules")
+    method = method or pet_method(config)
+    return released_decay_rules(backbone_config(config), method.decay_exceptions)
+
+
+def _rule_pairs(override: Any, field: str) -> Rules:
     rules = []
     for index, rule in enumerate(override):
         if len(rule) != 2 or not isinstance(rule[0], str) or not isinstance(rule[1], bool):
-            raise ValueError(
-                f"config.pet.rules[{index}] is {rule!r}; expected a (regex, True/False) pair"
-            )
+            raise ValueError(f"{field}[{index}] is {rule!r}; expected a (regex, True/False) pair")
         rules.append((rule[0], rule[1]))
     return rules
 

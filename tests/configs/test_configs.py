@@ -37,7 +37,9 @@ def test_image_bart_vl_pet_recipe():
     assert (c.pet.adapter_reduction, c.pet.compacter_n) == (8, 2)
     assert c.optim.lr == 1e-3 and c.data.batch_size == 500
     assert (c.optim.b1, c.optim.b2, c.optim.eps, c.optim.weight_decay) == (0.9, 0.999, 1e-6, 0.01)
-    assert (c.optim.warmup_ratio, c.optim.grad_clip_norm, c.optim.decay_biases) == (0.1, 5.0, False)
+    assert (c.optim.warmup_ratio, c.optim.grad_clip_norm) == (0.1, 5.0)
+    assert c.optim.adam_eps_style == "released" and c.optim.decay_rules is None
+    assert c.pet.gate_pooling == "released"
     assert c.train.epochs == 20 and c.train.seed == 42
     assert c.data.tasks == ("vqa", "gqa", "nlvr", "caption")
     assert c.data.gqa.prompt == "gpa: "

@@ -52,7 +52,8 @@ PET = dict(
 
 # Families of parameter paths (fnmatch globs over '/'-joined paths), per backbone family.
 PATH_FAMILIES = {
-    "everything": {"t5": ["*"], "bart": ["*"]},
+    # Every parameter; BART's final_logits_bias is a PyTorch buffer (never trained by the release).
+    "everything": {"t5": ["*"], "bart": ["backbone/*/*", "visual_embedding/*"]},
     "visual": {"t5": ["visual_embedding/*"], "bart": ["visual_embedding/*"]},
     "pet": {"t5": ["pet_*", "*/pet_*"], "bart": ["pet_*", "*/pet_*"]},
     "encoder_norms": {

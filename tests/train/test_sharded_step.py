@@ -6,10 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from configs.common import optim_config
 from vlpet_jax.models.config import BackboneConfig
 from vlpet_jax.models.vl import VLModel
 from vlpet_jax.pet.registry import get_method
-from vlpet_jax.pet.trainability import split_params
+from vlpet_jax.pet.rules import released_decay_rules
+from vlpet_jax.pet.trainability import param_paths, split_params
 from vlpet_jax.train import partition, sharding
 from vlpet_jax.train.optim import make_optimizer
 from vlpet_jax.train.step import make_train_step
@@ -44,7 +46,13 @@ def _train(devices, mesh_shape, steps=2):
     abstract = jax.eval_shape(model.init, jax.random.key(0), init_batch)["params"]
     params = nn.unbox(model.init(jax.random.key(0), init_batch)["params"])
     trainable, _ = split_params(params, method.rules)
-    tx, schedule = make_optimizer({"lr": 1e-2}, total_steps=10, trainable_params=trainable)
+    tx, schedule = make_optimizer(
+        optim_config(1e-2),
+        10,
+        trainable,
+        released_decay_rules(CFG, method.decay_exceptions),
+        param_paths(params),
+    )
     mesh = sharding.make_mesh(mesh_shape, devices)
     placement = partition.plan_placement(abstract, method.rules, tx, mesh)
     state, frozen = partition.init_train_state(params, method.rules, tx, placement)

@@ -16,7 +16,7 @@ import numpy as np
 
 import vlpet_jax
 from vlpet_jax.checkpoints.orbax_io import TrainCheckpointer
-from vlpet_jax.pet.trainability import split_params
+from vlpet_jax.pet.trainability import param_paths, split_params
 from vlpet_jax.train.optim import make_optimizer
 from vlpet_jax.train.step import TrainState
 
@@ -29,7 +29,8 @@ def test_base_size_checkpoint_is_the_trainable_state_only(tmp_path):
     config = vlpet_jax.load_config("configs/image_text.py:backbone=bart_base,method=vl_pet_large")
     abstract = vlpet_jax.abstract_params(config)  # shapes only: nothing allocated
     trainable, frozen = split_params(abstract, vlpet_jax.api.trainability_rules(config))
-    tx, _ = make_optimizer(config.optim, 1000, trainable)
+    rules = vlpet_jax.api.decay_rules(config)
+    tx, _ = make_optimizer(config.optim, 1000, trainable, rules, param_paths(abstract))
     shapes = jax.eval_shape(
         lambda tree: TrainState(jnp.zeros((), jnp.int32), tree, tx.init(tree)), trainable
     )

@@ -224,7 +224,7 @@ class OursTrainStep:
         import jax
 
         from vlpet_jax import api
-        from vlpet_jax.pet.trainability import split_params
+        from vlpet_jax.pet.trainability import param_paths, split_params
         from vlpet_jax.train import device_data, partition, sharding
         from vlpet_jax.train.optim import make_optimizer
         from vlpet_jax.train.step import make_train_step
@@ -232,7 +232,9 @@ class OursTrainStep:
         rules = api.trainability_rules(config)
         model = api.build_model(config)
         trainable, _ = split_params(params, rules)
-        tx, schedule = make_optimizer(config.optim, 1000, trainable)
+        tx, schedule = make_optimizer(
+            config.optim, 1000, trainable, api.decay_rules(config), param_paths(params)
+        )
         mesh = sharding.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
         placement = partition.plan_placement(
             api.abstract_variables(config)["params"], rules, tx, mesh
@@ -241,7 +243,7 @@ class OursTrainStep:
         self.step_fn = make_train_step(model, tx, schedule)
         self.batch = device_data.from_host_shards(batch, mesh)
         # The trainer's dropout key, in the PRNG implementation the config asks for.
-        self.rng = jax.random.key(0, impl=config.train.get("dropout_rng_impl", "threefry2x32"))
+        self.rng = jax.random.key(0, impl=config.train.dropout_rng_impl)
         jitted = partition.jit_train_step(self.step_fn, placement, batch)
         lowered = jitted.lower(self.state, self.frozen, self.batch, self.rng)
         self.compiled = lowered.compile(dict(compiler_options or {}))
@@ -279,12 +281,15 @@ def step_jaxpr_flops(config, shapes: Shapes) -> int:
     import jax.numpy as jnp
 
     from vlpet_jax import api
-    from vlpet_jax.pet.trainability import split_params
+    from vlpet_jax.pet.trainability import param_paths, split_params
     from vlpet_jax.train.optim import make_optimizer
     from vlpet_jax.train.step import TrainState, make_train_step
 
-    trainable, frozen = split_params(api.abstract_params(config), api.trainability_rules(config))
-    tx, schedule = make_optimizer(config.optim, 1000, trainable)
+    abstract = api.abstract_params(config)
+    trainable, frozen = split_params(abstract, api.trainability_rules(config))
+    tx, schedule = make_optimizer(
+        config.optim, 1000, trainable, api.decay_rules(config), param_paths(abstract)
+    )
     state = jax.eval_shape(
         lambda tree: TrainState(jnp.zeros((), jnp.int32), tree, tx.init(tree)), trainable
     )
@@ -602,7 +607,7 @@ def run_optstate(
 
     from vlpet_jax import api
     from vlpet_jax.pet.registry import known_methods
-    from vlpet_jax.pet.trainability import split_params
+    from vlpet_jax.pet.trainability import param_paths, split_params
     from vlpet_jax.train.optim import make_optimizer, optimizer_state_bytes
 
     records = []
@@ -613,7 +618,9 @@ def run_optstate(
             config = load_config(family, size, method)
             abstract = api.abstract_params(config)
             trainable, _ = split_params(abstract, api.trainability_rules(config))
-            tx, _ = make_optimizer(config.optim, 1000, trainable)
+            tx, _ = make_optimizer(
+                config.optim, 1000, trainable, api.decay_rules(config), param_paths(abstract)
+            )
             state = jax.eval_shape(tx.init, trainable)
             count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(trainable))
             sizes[method] = (count, optimizer_state_bytes(state))

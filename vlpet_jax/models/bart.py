@@ -99,14 +99,14 @@ class BartBlock(nn.Module):
         self.pet_ff = hooks.sublayer(Site(self.stack, self.layer, "ff"))
         self.dropout = nn.Dropout(cfg.dropout_rate)
 
-    def _residual(self, x, h, pet, norm, train: bool, pet_context=None) -> Array:
+    def _residual(self, x, h, pet, norm, train: bool, pet_context=None, token_mask=None) -> Array:
         if pet is not None:
-            h = apply_sublayer_hook(pet, x, h, train, pet_context)
+            h = apply_sublayer_hook(pet, x, h, train, pet_context, token_mask)
         return norm(x + self.dropout(h, deterministic=not train))
 
-    def _feed_forward(self, x: Array, train: bool, pet_context=None) -> Array:
+    def _feed_forward(self, x: Array, train: bool, pet_context=None, token_mask=None) -> Array:
         h = self.ff(x, train)
-        return self._residual(x, h, self.pet_ff, self.ff_norm, train, pet_context)
+        return self._residual(x, h, self.pet_ff, self.ff_norm, train, pet_context, token_mask)
 
     def __call__(
         self,
@@ -116,14 +116,16 @@ class BartBlock(nn.Module):
         cross_bias: Array | None = None,
         train: bool = False,
         pet_context=None,
+        token_mask: Array | None = None,
     ) -> Array:
+        """`token_mask` (B, N): the encoder's keep-mask, for hooks that pool over tokens."""
         ctx = pet_context
         h = self.self_attn(x, x, self_bias, train)
-        x = self._residual(x, h, self.pet_self_attn, self.self_attn_norm, train, ctx)
+        x = self._residual(x, h, self.pet_self_attn, self.self_attn_norm, train, ctx, token_mask)
         if self.is_decoder:
             h = self.cross_attn.attend(x, *enc_kv, cross_bias, train)
             x = self._residual(x, h, self.pet_cross_attn, self.cross_attn_norm, train, ctx)
-        return self._feed_forward(x, train, ctx)
+        return self._feed_forward(x, train, ctx, token_mask)
 
     def decode_step(
         self,
@@ -218,7 +220,7 @@ class BartModel(EncoderDecoderMixin, nn.Module):
         x = nn.with_logical_constraint(x, ("batch", "length", EMBED))
         bias = mask_to_bias(mask)[:, None, None, :]
         for layer in self.encoder_layers:
-            x = layer(x, bias, train=train, pet_context=pet_context)
+            x = layer(x, bias, train=train, pet_context=pet_context, token_mask=mask)
         return x, mask
 
     # ---------------------------------------------------------------- decoder

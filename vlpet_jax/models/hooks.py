@@ -6,6 +6,10 @@ scope with a `pet_` name) and call it with a fixed convention:
 
 * `sublayer(site)`: called as `module(residual_in, sublayer_out, train=...) -> new_sublayer_out`
   on every attention / FFN sub-layer output before the residual add (adapters, VL-PET gates).
+  A module that pools over the sequence (VL-PET's small gate) sets the class attribute
+  `pools_tokens = True`; at encoder sites it is then also called with `token_mask=` the
+  encoder's (B, N) keep-mask (text mask, then the visual tokens' ones), so that what it pools
+  over can depend on the real tokens and not on how far the batch was padded.
 * `projection(site, name)`: called as `module(inputs, train=...) -> delta`, added to the output of
   attention projection `name` in {"q", "k", "v", "o"} (LoRA; VL-PET's decoder value adapter).
 * `encoder_prefix()`: called as `module(embeds, mask, train=...) -> (embeds, mask)` on the encoder
@@ -64,9 +68,13 @@ class PetHooks:
         return None
 
 
-def apply_sublayer_hook(module: nn.Module, x, h, train: bool, context=None):
+def apply_sublayer_hook(module: nn.Module, x, h, train: bool, context=None, token_mask=None):
     """Call a `sublayer` module with the convention above: `context` only when the hooks have a
-    shared module, so methods without one keep the plain `module(x, h, train=...)` signature."""
-    if context is None:
-        return module(x, h, train=train)
-    return module(x, h, context=context, train=train)
+    shared module and `token_mask` only for modules that pool over tokens, so every other method
+    keeps the plain `module(x, h, train=...)` signature."""
+    extra = {}
+    if context is not None:
+        extra["context"] = context
+    if token_mask is not None and getattr(module, "pools_tokens", False):
+        extra["token_mask"] = token_mask
+    return module(x, h, train=train, **extra)

@@ -116,15 +116,23 @@ class T5Block(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout_rate)
 
     def _residual(
-        self, x: Array, h: Array, pet: nn.Module | None, train: bool, pet_context=None
+        self,
+        x: Array,
+        h: Array,
+        pet: nn.Module | None,
+        train: bool,
+        pet_context=None,
+        token_mask: Array | None = None,
     ) -> Array:
         if pet is not None:
-            h = apply_sublayer_hook(pet, x, h, train, pet_context)
+            h = apply_sublayer_hook(pet, x, h, train, pet_context, token_mask)
         return x + self.dropout(h, deterministic=not train)
 
-    def _feed_forward(self, x: Array, train: bool, pet_context=None) -> Array:
+    def _feed_forward(
+        self, x: Array, train: bool, pet_context=None, token_mask: Array | None = None
+    ) -> Array:
         h = self.ff(self.ff_norm(x), train)
-        return self._residual(x, h, self.pet_ff, train, pet_context)
+        return self._residual(x, h, self.pet_ff, train, pet_context, token_mask)
 
     def __call__(
         self,
@@ -134,14 +142,16 @@ class T5Block(nn.Module):
         cross_bias: Array | None = None,
         train: bool = False,
         pet_context=None,
+        token_mask: Array | None = None,
     ) -> Array:
+        """`token_mask` (B, N): the encoder's keep-mask, for hooks that pool over tokens."""
         normed = self.self_attn_norm(x)
         h = self.self_attn(normed, normed, self_bias, train)
-        x = self._residual(x, h, self.pet_self_attn, train, pet_context)
+        x = self._residual(x, h, self.pet_self_attn, train, pet_context, token_mask)
         if self.is_decoder:
             h = self.cross_attn.attend(self.cross_attn_norm(x), *enc_kv, cross_bias, train)
             x = self._residual(x, h, self.pet_cross_attn, train, pet_context)
-        return self._feed_forward(x, train, pet_context)
+        return self._feed_forward(x, train, pet_context, token_mask)
 
     def decode_step(
         self,
@@ -238,7 +248,7 @@ class T5Model(EncoderDecoderMixin, nn.Module):
         position_bias = jnp.pad(text_bias, ((0, 0), (0, 0), (0, extra), (0, extra)))
         bias = position_bias + mask_to_bias(mask)[:, None, None, :]
         for layer in self.encoder_layers:
-            x = layer(x, bias, train=train, pet_context=pet_context)
+            x = layer(x, bias, train=train, pet_context=pet_context, token_mask=mask)
         x = self.dropout(self.encoder_final_norm(x), deterministic=not train)
         return x, mask
 

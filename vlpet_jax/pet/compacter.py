@@ -143,4 +143,5 @@ def _compacter(backbone: BackboneConfig, pet: Mapping[str, Any]) -> PetMethod:
         hooks=hooks,
         rules=[*trainable, rules.FREEZE_REST],
         description=f"Compacter (single): PHM adapters r={hooks.rank}, n={hooks.phm_dim}",
+        decay_exceptions=[rules.PHM_BIAS_DECAYED],
     )

@@ -35,10 +35,18 @@ from vlpet_jax.pet.compacter import (
     compacter_sizes,
 )
 from vlpet_jax.pet.registry import PetMethod, register
-from vlpet_jax.pet.vl_pet import LEVELS, GatedModification
+from vlpet_jax.pet.vl_pet import (
+    DEFAULT_GATE_POOLING,
+    GATE_POOLINGS,
+    LEVELS,
+    GatedModification,
+)
 
 Array = jax.Array
-GATE_DEFAULTS = {"bart": dict(gate_rank=96, scale=1.0), "t5": dict(gate_rank=192, scale=0.3)}
+GATE_DEFAULTS = {
+    "bart": dict(gate_rank=96, scale=1.0, gate_pooling=DEFAULT_GATE_POOLING),
+    "t5": dict(gate_rank=192, scale=0.3, gate_pooling=DEFAULT_GATE_POOLING),
+}
 
 
 class GatedAdapter(GatedModification):
@@ -70,12 +78,17 @@ class GatedDesignHooks(PetHooks):
     rank: int = 96
     gate_rank: int = 96
     scale: float = 1.0
+    gate_pooling: str = DEFAULT_GATE_POOLING
     phm_dim: int = PHM_DIM  # Compacter only
     init_range: float = PHM_INIT_RANGE  # Compacter only
 
     def __post_init__(self):
         if self.level not in LEVELS:
             raise ValueError(f"unknown VL-PET granularity {self.level!r}; known: {LEVELS}")
+        if self.gate_pooling not in GATE_POOLINGS:
+            raise ValueError(
+                f"pet.gate_pooling is {self.gate_pooling!r}; expected one of {GATE_POOLINGS}"
+            )
         if self.base not in BASES:
             raise ValueError(f"no gated design for {self.base!r}; known: {sorted(BASES)}")
 
@@ -99,7 +112,9 @@ class _Base:
 BASES = {
     "vl_adapter": _Base(
         sizes=adapter_sizes,
-        gated=lambda h: GatedAdapter(h.level, h.family, h.rank, h.gate_rank, h.scale),
+        gated=lambda h: GatedAdapter(
+            h.level, h.family, h.rank, h.gate_rank, h.scale, h.gate_pooling
+        ),
         plain=lambda h: SequentialAdapter(h.rank, h.family),
     ),
     "compacter": _Base(
@@ -110,6 +125,7 @@ BASES = {
             h.rank,
             h.gate_rank,
             h.scale,
+            h.gate_pooling,
             phm_dim=h.phm_dim,
             init_range=h.init_range,
         ),
@@ -129,6 +145,7 @@ def _gated_design(base: str, level: str) -> Callable[..., PetMethod]:
             hooks=hooks,
             rules=[*trainable, rules.FREEZE_REST],
             description=f"{base} with VL-PET's {level} gate and lightweight decoder",
+            decay_exceptions=[rules.PHM_BIAS_DECAYED] if base == "compacter" else [],
         )
 
     return factory

@@ -206,4 +206,5 @@ def _hyperformer(backbone: BackboneConfig, pet: Mapping[str, Any]) -> PetMethod:
         hooks=hooks,
         rules=[*trainable, rules.FREEZE_REST],
         description=f"HyperFormer: generated adapters r={hooks.rank}, all norms",
+        decay_exceptions=[rules.HYPER_NETWORK_NO_DECAY],
     )

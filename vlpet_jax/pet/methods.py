@@ -17,12 +17,14 @@ from vlpet_jax.models.config import BackboneConfig
 from vlpet_jax.models.hooks import PetHooks
 from vlpet_jax.pet import rules
 from vlpet_jax.pet.registry import PetMethod, register
-from vlpet_jax.pet.vl_pet import LEVELS, VLPetHooks
+from vlpet_jax.pet.vl_pet import DEFAULT_GATE_POOLING, LEVELS, VLPetHooks
 
 VL_PET_DEFAULTS = {
     "bart": dict(rank=96, num_heads=4, gate_rank=96, scale=1.0, value_rank=96),
     "t5": dict(rank=192, num_heads=4, gate_rank=192, scale=0.3, value_rank=96),
 }
+for _defaults in VL_PET_DEFAULTS.values():
+    _defaults["gate_pooling"] = DEFAULT_GATE_POOLING
 
 
 def _sizes(defaults: Mapping[str, Any], pet: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,8 +52,9 @@ for _level in LEVELS:
 
 @register("full_ft")
 def _full_ft(backbone: BackboneConfig, pet: Mapping[str, Any]) -> PetMethod:
-    del backbone, pet
-    return PetMethod("full_ft", PetHooks(), [rules.TRAIN_ALL], "full fine-tuning")
+    del pet
+    buffers = [] if backbone.is_t5 else [rules.BUFFERS_FROZEN]
+    return PetMethod("full_ft", PetHooks(), [*buffers, rules.TRAIN_ALL], "full fine-tuning")
 
 
 # The baselines register themselves on import (after the registry and VL-PET above exist).

@@ -25,6 +25,9 @@ class PetMethod:
     # Ordered (regex, trainable) over full paths such as "backbone/encoder_layers_0/...".
     rules: Rules
     description: str = ""
+    # Weight-decay rules placed before the family's released set (`rules.released_decay_rules`),
+    # for leaves whose released names decide differently than their paths suggest.
+    decay_exceptions: Rules = ()
 
 
 Factory = Callable[[BackboneConfig, Mapping[str, Any]], PetMethod]

@@ -24,36 +24,59 @@ def _as_dict(params: Any) -> dict:
     return params.unfreeze() if hasattr(params, "unfreeze") else dict(params)
 
 
-def trainable_paths(params: Any, rules: Rules) -> dict[str, bool]:
-    """`{path: trainable}` for every parameter; raises on uncovered params and dead rules."""
+def rule_decisions(
+    paths: Sequence[str],
+    rules: Sequence[tuple[str, bool]],
+    what: str = "trainability",
+    dead_check_paths: Sequence[str] | None = None,
+) -> dict[str, bool]:
+    """`{path: decision}` by the first rule that full-matches each path.
+
+    Raises when a path matches no rule, a rule is not a regex, or a rule decides no path and
+    matches none of `dead_check_paths` either. Shared by trainability and weight decay (big_vision
+    drives both from one kind of ordered list)."""
     compiled = []
-    for index, (pattern, trainable) in enumerate(rules):
-        try:
-            compiled.append((re.compile(pattern), bool(trainable)))
-        except re.error as err:
+    for index, rule in enumerate(rules):
+        if not (isinstance(rule, (tuple, list)) and len(rule) == 2 and isinstance(rule[0], str)):
             raise ValueError(
-                f"trainability rule {index} {pattern!r} is not a regex: {err}"
-            ) from err
+                f"{what} rule {index} is {rule!r}; expected a (regex, True/False) pair"
+            )
+        try:
+            compiled.append((re.compile(rule[0]), bool(rule[1])))
+        except re.error as err:
+            raise ValueError(f"{what} rule {index} {rule[0]!r} is not a regex: {err}") from err
     used = [False] * len(compiled)
     decision: dict[str, bool] = {}
     uncovered = []
-    for path in param_paths(params):
-        for index, (regex, trainable) in enumerate(compiled):
+    for path in paths:
+        for index, (regex, value) in enumerate(compiled):
             if regex.fullmatch(path):
-                decision[path] = trainable
+                decision[path] = value
                 used[index] = True
                 break
         else:
             uncovered.append(path)
     if uncovered:
         raise ValueError(
-            f"{len(uncovered)} parameters match no trainability rule (add a rule, e.g. "
-            f"('.*', False) last): {uncovered[:10]}"
+            f"{len(uncovered)} parameters match no {what} rule (add a rule, e.g. "
+            f"('.*', {rules[-1][1] if rules else False}) last): {uncovered[:10]}"
         )
-    dead = [rules[i][0] for i, hit in enumerate(used) if not hit]
+    # A rule no path reaches (it matches none, or earlier rules take all it matches) is dead;
+    # with `dead_check_paths`, one that matches any of those paths is not.
+    extra = dead_check_paths or ()
+    dead = [
+        rules[i][0]
+        for i, (regex, _) in enumerate(compiled)
+        if not used[i] and not any(regex.fullmatch(p) for p in extra)
+    ]
     if dead:
-        raise ValueError(f"trainability rules that match no parameter: {dead}")
+        raise ValueError(f"{what} rules that match no parameter: {dead}")
     return decision
+
+
+def trainable_paths(params: Any, rules: Rules) -> dict[str, bool]:
+    """`{path: trainable}` for every parameter; raises on uncovered params and dead rules."""
+    return rule_decisions(param_paths(params), rules)
 
 
 def trainable_mask(params: Any, rules: Rules) -> dict:

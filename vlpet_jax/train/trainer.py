@@ -27,7 +27,7 @@ from vlpet_jax.checkpoints.orbax_io import TrainCheckpointer, abstract_like
 from vlpet_jax.data.multitask import MultitaskIterator
 from vlpet_jax.data.prefetch import Prefetcher
 from vlpet_jax.data.tasks.registry import get_task
-from vlpet_jax.pet.trainability import split_params
+from vlpet_jax.pet.trainability import param_paths, split_params
 from vlpet_jax.train import data_setup, device_data, partition, sharding
 from vlpet_jax.train.compile_ahead import StepCompiler
 from vlpet_jax.train.evaluator import Evaluator
@@ -105,7 +105,7 @@ class Run:
             process_index=jax.process_index(),
             process_count=jax.process_count(),
             batch_multiple=data_setup.batch_multiple(batch_devices),
-            drop_remainder=bool(config.data.get("drop_remainder", False)),
+            drop_remainder=bool(config.data.drop_remainder),
             num_epochs=int(config.train.epochs),
             vis_dtype=data_setup.visual_dtype(config),
         )
@@ -115,8 +115,18 @@ class Run:
     def initial_params(self) -> Any:
         rng = jax.random.key(int(self.config.train.seed))
         params = api.init_params(self.config, rng)
-        frozen_dtype = api.dtype_of(self.config.model.get("frozen_dtype", "float32"))
+        frozen_dtype = api.dtype_of(self.config.model.frozen_dtype)
         return api.cast_frozen(params, self.rules, frozen_dtype)
+
+    def optimizer(self, trainable: Any, params: Any) -> tuple[Any, Any]:
+        """(optax transform, learning-rate schedule) of this run over its trainable tree."""
+        return make_optimizer(
+            self.config.optim,
+            self.total_steps,
+            trainable,
+            api.decay_rules(self.config, self.method),
+            param_paths(params),
+        )
 
     def evaluator(self) -> Evaluator:
         return Evaluator(
@@ -127,16 +137,16 @@ class Run:
 
 def train(config: Any, workdir: str) -> dict[str, float]:
     """Train (or resume) the run in `workdir`; returns the final evaluation metrics."""
-    run = Run(config, workdir, with_eval=bool(config.train.get("eval_every_epochs", 1)))
+    run = Run(config, workdir, with_eval=bool(config.train.eval_every_epochs))
     params = run.initial_params()
     trainable, _ = split_params(params, run.rules)
-    tx, schedule = make_optimizer(config.optim, run.total_steps, trainable)
+    tx, schedule = run.optimizer(trainable, params)
     abstract = api.abstract_variables(config)["params"]
     placement = partition.plan_placement(abstract, run.rules, tx, run.mesh)
     state, frozen = partition.init_train_state(params, run.rules, tx, placement)
     del params, trainable
 
-    checkpointer = TrainCheckpointer(run.workdir, int(config.train.get("keep_last", 3)))
+    checkpointer = TrainCheckpointer(run.workdir, int(config.train.keep_last))
     config_json = config_to_json(config)
     start_step = 0
     if checkpointer.latest_step() is not None:
@@ -145,9 +155,7 @@ def train(config: Any, workdir: str) -> dict[str, float]:
         print(f"[train] resumed from step {start_step} in {checkpointer.directory}", flush=True)
 
     writer = MetricWriter(run.workdir, run.total_steps)
-    rng = jax.random.key(
-        int(config.train.seed) + 1, impl=config.train.get("dropout_rng_impl", "threefry2x32")
-    )
+    rng = jax.random.key(int(config.train.seed) + 1, impl=config.train.dropout_rng_impl)
     compile_workers = _compile_workers(config)
     if compile_workers:  # single process: an executable compiled ahead takes it replicated
         rng = jax.device_put(rng, sharding.replicated(run.mesh))
@@ -161,7 +169,7 @@ def train(config: Any, workdir: str) -> dict[str, float]:
     )
     log_every = max(int(config.train.log_every_steps), 1)
     ckpt_every = max(int(config.train.checkpoint_every_steps), 1)
-    eval_every = int(config.train.get("eval_every_epochs", 1))
+    eval_every = int(config.train.eval_every_epochs)
     evaluator = run.evaluator() if eval_every else None
     step, last_saved = start_step, start_step
     final_metrics: dict[str, float] = {}
@@ -174,7 +182,7 @@ def train(config: Any, workdir: str) -> dict[str, float]:
         return batch, arrays
 
     prefetch = Prefetcher(
-        iter(run.iterator), buffer_size=int(config.data.get("prefetch", 2)), transform=prepare
+        iter(run.iterator), buffer_size=int(config.data.prefetch), transform=prepare
     )
     finite_check = _FiniteCheck(lambda: (last_saved, checkpointer.directory))
     try:
@@ -245,11 +253,11 @@ class _FiniteCheck:
 
 
 def _compile_workers(config: Any) -> int:
-    """Threads compiling step shapes ahead (`config.train.compile_workers`, default 2); none
-    with several processes, which must all compile the same programs in the same order."""
+    """Threads compiling step shapes ahead (`config.train.compile_workers`); none with several
+    processes, which must all compile the same programs in the same order."""
     if jax.process_count() > 1:
         return 0
-    return int(config.train.get("compile_workers", 2))
+    return int(config.train.compile_workers)
 
 
 def trained_params(run: Run, step: int | None = None) -> tuple[Any, int]:
@@ -260,7 +268,7 @@ def trained_params(run: Run, step: int | None = None) -> tuple[Any, int]:
 
     params = run.initial_params()
     trainable, frozen = split_params(params, run.rules)
-    tx, _ = make_optimizer(run.config.optim, run.total_steps, trainable)
+    tx, _ = run.optimizer(trainable, params)
     abstract = api.abstract_variables(run.config)["params"]
     placement = partition.plan_placement(abstract, run.rules, tx, run.mesh)
     frozen = jax.device_put(frozen, placement.frozen)

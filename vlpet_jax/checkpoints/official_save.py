@@ -11,10 +11,10 @@ the Hugging Face checkpoint.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping
 from typing import Any
 
+from vlpet_jax.checkpoints.atomic_dir import atomic_directory
 from vlpet_jax.checkpoints.official import backbone_config_for, load_official
 from vlpet_jax.models.config import BackboneConfig
 
@@ -29,20 +29,13 @@ def save_params(params: Any, out_dir: str | os.PathLike, overwrite: bool = False
     """
     import orbax.checkpoint as ocp
 
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    if os.path.exists(out_dir) and not overwrite:
-        raise FileExistsError(f"{out_dir}: already exists (pass overwrite=True to replace it)")
-    parent, name = os.path.split(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)  # left over by a crashed run of this same process id
-    with ocp.StandardCheckpointer() as checkpointer:
+    with (
+        atomic_directory(out_dir, overwrite) as tmp,
+        ocp.StandardCheckpointer() as checkpointer,
+    ):
         checkpointer.save(os.path.join(tmp, PARAMS_ITEM), params)
         checkpointer.wait_until_finished()
-    if os.path.exists(out_dir):
-        shutil.rmtree(out_dir)
-    os.rename(tmp, out_dir)
-    return out_dir
+    return os.path.abspath(os.fspath(out_dir))
 
 
 def restore_params(out_dir: str | os.PathLike) -> dict[str, Any]:

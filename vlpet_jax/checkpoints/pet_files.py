@@ -19,11 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from vlpet_jax.checkpoints.atomic_dir import atomic_directory
 
 WEIGHTS_FILE = "pet_model.safetensors"
 CONFIG_FILE = "pet_config.json"
@@ -60,27 +61,17 @@ def save_pet_dir(
     """Write `trainable` (`{path: array}`) and `description` (JSON-able) to `out_dir`, atomically."""
     from safetensors.numpy import save_file
 
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    if os.path.exists(out_dir) and not overwrite:
-        raise FileExistsError(f"{out_dir}: already exists (pass overwrite=True to replace it)")
-    parent, name = os.path.split(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    tensors = {}
-    for path, value in trainable.items():
-        array = np.asarray(value)
-        if array.dtype not in (np.float32, np.float16, np.float64):
-            array = array.astype(np.float32)  # bfloat16: safetensors' NumPy writer has none
-        tensors[path] = np.ascontiguousarray(array)
-    save_file(tensors, os.path.join(tmp, WEIGHTS_FILE), metadata={"format": FORMAT})
-    with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
-        json.dump({"format": FORMAT, **description}, f, indent=2, sort_keys=True)
-    if os.path.exists(out_dir):
-        shutil.rmtree(out_dir)
-    os.rename(tmp, out_dir)
-    return out_dir
+    with atomic_directory(out_dir, overwrite) as tmp:
+        tensors = {}
+        for path, value in trainable.items():
+            array = np.asarray(value)
+            if array.dtype not in (np.float32, np.float16, np.float64):
+                array = array.astype(np.float32)  # bfloat16: safetensors' NumPy writer has none
+            tensors[path] = np.ascontiguousarray(array)
+        save_file(tensors, os.path.join(tmp, WEIGHTS_FILE), metadata={"format": FORMAT})
+        with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
+            json.dump({"format": FORMAT, **description}, f, indent=2, sort_keys=True)
+    return os.path.abspath(os.fspath(out_dir))
 
 
 def read_description(pet_dir: str | os.PathLike) -> dict[str, Any]:

@@ -19,12 +19,11 @@ from vlpet_jax.pet import rules
 from vlpet_jax.pet.registry import PetMethod, register
 from vlpet_jax.pet.vl_pet import DEFAULT_GATE_POOLING, LEVELS, VLPetHooks
 
+_POOLING = dict(gate_pooling=DEFAULT_GATE_POOLING)
 VL_PET_DEFAULTS = {
-    "bart": dict(rank=96, num_heads=4, gate_rank=96, scale=1.0, value_rank=96),
-    "t5": dict(rank=192, num_heads=4, gate_rank=192, scale=0.3, value_rank=96),
+    "bart": dict(rank=96, num_heads=4, gate_rank=96, scale=1.0, value_rank=96, **_POOLING),
+    "t5": dict(rank=192, num_heads=4, gate_rank=192, scale=0.3, value_rank=96, **_POOLING),
 }
-for _defaults in VL_PET_DEFAULTS.values():
-    _defaults["gate_pooling"] = DEFAULT_GATE_POOLING
 
 
 def _sizes(defaults: Mapping[str, Any], pet: Mapping[str, Any]) -> dict[str, Any]:
